@@ -1,0 +1,34 @@
+# advlab: `make run` and `make test` work on a fresh clone; both install into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.advlab-installed
+
+.PHONY: install run test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/advlab $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+bench: install
+	$(BIN)/python -m pip install -q --no-deps 'torchattacks>=3.5'
+	$(BIN)/python scripts/bench_pgd.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

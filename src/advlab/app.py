@@ -1,0 +1,34 @@
+"""The ``advlab`` entrypoint: one Hydra app composing dataset, victim, attack, defense and logger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+def config_dir() -> str:
+    """The packaged configs (wheel install) or the repository's ``conf/`` (editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"advlab configs not found next to {here}; reinstall advlab")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from advlab.runner import run
+
+    results = run(cfg, HydraConfig.get().runtime.output_dir)
+    return results["metrics"].get("adv/acc", results["metrics"].get("clean/acc"))
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

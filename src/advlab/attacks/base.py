@@ -1,0 +1,58 @@
+"""Attack interface. An attack maps a batch ``(x, y, target)`` to adversarial images in [0, 1], using only
+the victim (images in [0,1] -> raw outputs) and the task's objective/success rule, so it runs unchanged on any
+task. Attacks are batched and device-agnostic; the victim is frozen (eval mode, no parameter gradients)
+while they run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advlab.registry import ComponentConfig, Registry
+from advlab.tasks.base import Task
+from advlab.utils import frozen
+
+
+@dataclasses.dataclass
+class AttackConfig(ComponentConfig):
+    targeted: bool = False  # targets drawn by the task (e.g. a random wrong class), seeded
+
+
+class Attack:
+    Config = AttackConfig
+    registered_name = "attack"
+    #: the threat model's norm for distortion reporting ("linf", "l2" or None)
+    norm: str | None = None
+
+    def __init__(self, params: Any, task: Task):
+        self.params = params
+        self.task = task
+        #: per-sample statistics of the last batch (e.g. ``iters``), averaged into ``attack/<name>``
+        self.batch_stats: dict[str, Tensor] = {}
+
+    @property
+    def targeted(self) -> bool:
+        return bool(getattr(self.params, "targeted", False))
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        if self.targeted and target is None:
+            raise ValueError(f"attack '{self.registered_name}' is targeted but no target was given")
+        self.batch_stats = {}
+        with frozen(model), torch.enable_grad():
+            x_adv = self.perturb(model, x.detach(), y, target if self.targeted else None)
+        return x_adv.detach()
+
+
+class NoAttack(Attack):
+    """``attack=none``: clean evaluation only."""
+
+
+ATTACKS: Registry[Attack] = Registry("attack", "attack")
+ATTACKS.register("none")(NoAttack)

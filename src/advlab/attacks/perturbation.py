@@ -1,0 +1,49 @@
+"""Additive Lp threat models: norms, projections, random starts and steepest-ascent directions, batched."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NORMS = ("linf", "l2")
+
+
+def _view(v: Tensor, like: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def lp_norm(delta: Tensor, norm: str) -> Tensor:
+    """Per-sample norm of a batch of perturbations."""
+    flat = delta.flatten(1)
+    if norm == "linf":
+        return flat.abs().amax(dim=1)
+    if norm == "l2":
+        return flat.norm(p=2, dim=1)
+    raise ValueError(f"unknown norm '{norm}'")
+
+
+def project(delta: Tensor, norm: str, eps: float) -> Tensor:
+    """Project each perturbation onto the eps-ball of ``norm``."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    n = lp_norm(delta, "l2")
+    factor = torch.clamp(eps / (n + 1e-12), max=1.0)
+    return delta * _view(factor, delta)
+
+
+def ascent_direction(grad: Tensor, norm: str) -> Tensor:
+    """Steepest-ascent direction of unit ``norm`` (sign for Linf, normalised gradient for L2)."""
+    if norm == "linf":
+        return grad.sign()
+    n = lp_norm(grad, "l2")
+    return grad / _view(n + 1e-12, grad)
+
+
+def random_start(x: Tensor, norm: str, eps: float) -> Tensor:
+    """A random point of the eps-ball (uniform for Linf; uniform direction, uniform radius for L2)."""
+    if norm == "linf":
+        return torch.empty_like(x).uniform_(-eps, eps)
+    direction = torch.randn_like(x)
+    direction = direction / _view(lp_norm(direction, "l2") + 1e-12, x)
+    radius = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) * eps
+    return direction * _view(radius, x)

@@ -1,0 +1,108 @@
+"""Projected gradient descent (Madry et al. 2018) in the Linf or L2 ball.
+
+Random start in the ball, ``steps`` steepest-ascent steps of ``step_size`` on the task's attack objective,
+projection onto the ball and the [0,1] box after every step, ``restarts`` random restarts (examples already
+successful are not restarted; otherwise the restart with the highest objective is kept), and per-example
+early stopping: an example whose current iterate already meets the task's success rule is frozen there and
+no longer costs forward/backward passes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+from advlab.attacks.perturbation import NORMS, ascent_direction, project, random_start
+from advlab.registry import check
+
+
+@dataclasses.dataclass
+class PGDConfig(AttackConfig):
+    norm: str = "linf"
+    eps: float = 8 / 255
+    step_size: float | None = None  # default 2.5 * eps / steps
+    steps: int = 10
+    restarts: int = 1
+    random_start: bool = True
+    early_stop: bool = True
+
+    def validate(self, key: str) -> None:
+        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
+        check(
+            self.step_size is None or self.step_size > 0,
+            f"{key}.step_size",
+            f"must be > 0 (got {self.step_size})",
+        )
+
+
+@ATTACKS.register("pgd")
+class PGD(Attack):
+    Config = PGDConfig
+
+    @property
+    def norm(self) -> str:  # type: ignore[override]
+        return self.params.norm
+
+    @property
+    def step_size(self) -> float:
+        p = self.params
+        return p.step_size if p.step_size is not None else 2.5 * p.eps / p.steps
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        p = self.params
+        if p.restarts == 1:
+            return self._run(model, x, y, target, need_final=False)[0]
+        best = x.clone()
+        best_loss = torch.full((x.shape[0],), float("-inf"), device=x.device)
+        done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(p.restarts):
+            idx = (~done).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            tgt = None if target is None else target[idx]
+            x_r, loss_r, succ_r = self._run(model, x[idx], y[idx], tgt, need_final=True)
+            better = succ_r | (loss_r > best_loss[idx])
+            best[idx[better]] = x_r[better]
+            best_loss[idx[better]] = loss_r[better]
+            done[idx[succ_r]] = True
+        return best
+
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, need_final: bool):
+        """One PGD run. Returns (x_adv, final objective, final success); the last two only if need_final."""
+        p, task = self.params, self.task
+        alpha = self.step_size
+        delta = random_start(x, p.norm, p.eps) if p.random_start else torch.zeros_like(x)
+        x_adv = (x + delta).clamp(0, 1)
+        active = None  # None = every example is active (no indexing on the fast path)
+        for _ in range(p.steps):
+            xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
+            ya = y if active is None else y[active]
+            ta = None if target is None else (target if active is None else target[active])
+            outputs = model(xa)
+            loss = task.attack_loss(outputs, ya, ta)
+            (grad,) = torch.autograd.grad(loss.sum(), xa)
+            x0 = x if active is None else x[active]
+            if p.early_stop:
+                keep = ~task.success(outputs.detach(), ya, ta)
+                if not bool(keep.all()):
+                    ids = torch.arange(x.shape[0], device=x.device) if active is None else active
+                    active, xa, grad, x0 = ids[keep], xa[keep], grad[keep], x0[keep]
+                    if active.numel() == 0:
+                        break
+            step = xa.detach() + alpha * ascent_direction(grad, p.norm)
+            new = (x0 + project(step - x0, p.norm, p.eps)).clamp(0, 1)
+            if active is None:
+                x_adv = new
+            else:
+                x_adv = x_adv.index_copy(0, active, new)
+        if not need_final:
+            return x_adv, None, None
+        with torch.no_grad():
+            outputs = model(x_adv)
+            return x_adv, task.attack_loss(outputs, y, target), task.success(outputs, y, target)

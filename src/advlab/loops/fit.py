@@ -1,0 +1,166 @@
+"""The fit loop: train a victim on the training split, optionally under a training-time defense.
+
+Resumable: after every epoch the full state (model, optimiser, scheduler, epoch, RNG) is written atomically
+to ``resume_path``; a restarted run continues from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from advlab.data.base import DataModule
+from advlab.defenses.base import Defense
+from advlab.errors import AdvlabError
+from advlab.registry import check
+from advlab.tasks.base import Meter, Task
+from advlab.utils import atomic_torch_save
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # none | cosine | multistep
+    milestones: list[int] = dataclasses.field(default_factory=list)  # multistep epochs (x0.1 at each)
+    warmup_epochs: int = 0
+    grad_clip: float | None = None
+
+    def validate(self, key: str) -> None:
+        check(self.epochs >= 1, f"{key}.epochs", f"must be >= 1 (got {self.epochs})")
+        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
+        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
+        check(
+            self.optimizer in ("adam", "sgd"),
+            f"{key}.optimizer",
+            f"must be adam or sgd (got '{self.optimizer}')",
+        )
+        check(
+            self.schedule in ("none", "cosine", "multistep"),
+            f"{key}.schedule",
+            f"must be none, cosine or multistep (got '{self.schedule}')",
+        )
+        check(0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs", "must be in [0, epochs)")
+
+
+def make_optimizer(params: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(
+            trainable,
+            lr=params.lr,
+            momentum=params.momentum,
+            weight_decay=params.weight_decay,
+            nesterov=params.momentum > 0,
+        )
+    return torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
+
+
+def lr_factor(params: TrainConfig, epoch_float: float) -> float:
+    """Learning-rate multiplier at a fractional epoch (linear warm-up, then the schedule)."""
+    if params.warmup_epochs and epoch_float < params.warmup_epochs:
+        return (epoch_float + 1e-3) / params.warmup_epochs
+    if params.schedule == "cosine":
+        t = (epoch_float - params.warmup_epochs) / max(params.epochs - params.warmup_epochs, 1e-9)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if params.schedule == "multistep":
+        return 0.1 ** sum(epoch_float >= m for m in params.milestones)
+    return 1.0
+
+
+def fit(
+    model: torch.nn.Module,
+    task: Task,
+    data: DataModule,
+    params: TrainConfig,
+    defense: Defense,
+    device: torch.device,
+    seed: int,
+    resume_path: Path | None = None,
+    log: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> torch.nn.Module:
+    model.to(device)
+    optimizer = make_optimizer(params, model)
+    start_epoch = 0
+    gen = torch.Generator().manual_seed(seed)
+    if resume_path is not None and resume_path.is_file():
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"]
+        gen.set_state(state["generator"])
+        print(f"[advlab] resuming training from {resume_path} at epoch {start_epoch}/{params.epochs}")
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    steps_per_epoch = math.ceil(len(data.dataset("train")) / params.batch_size)
+    for epoch in range(start_epoch, params.epochs):
+        model.train()
+        loader = data.loader(
+            "train", params.batch_size, shuffle=True, seed=int(torch.randint(2**31, (1,), generator=gen))
+        )
+        meter = Meter()
+        t0 = time.perf_counter()
+        bar = tqdm(
+            loader,
+            desc=f"train {epoch + 1}/{params.epochs}",
+            leave=False,
+            disable=not progress or not sys.stderr.isatty(),
+        )
+        for i, (x, y) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = data.train_transform(x, gen)
+            factor = lr_factor(params, epoch + i / steps_per_epoch)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
+            x, y = defense.training_batch(model, x, y)
+            model.train()
+            outputs = model(x)
+            loss = task.loss(outputs, y)
+            if not torch.isfinite(loss):
+                raise AdvlabError(
+                    f"train: loss is {loss.item()} at epoch {epoch + 1}, step {i + 1}; lower train.lr "
+                    f"(now {params.lr}) or set train.grad_clip"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if params.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            optimizer.step()
+            meter.add("loss", loss.detach().expand(x.shape[0]))
+            task.update_metrics(meter, outputs.detach(), y)
+        stats = {f"train/{k}": v for k, v in meter.compute().items()}
+        stats.update(
+            {
+                "train/epoch": epoch + 1,
+                "train/epoch_time_s": time.perf_counter() - t0,
+                "train/lr": optimizer.param_groups[0]["lr"],
+            }
+        )
+        if log is not None:
+            log(stats)
+        if progress:
+            shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in stats.items() if k != "train/epoch")
+            print(f"[advlab] epoch {epoch + 1}/{params.epochs}: {shown}")
+        if resume_path is not None:
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "generator": gen.get_state(),
+                },
+                resume_path,
+            )
+    model.eval()
+    return model

@@ -1,0 +1,3 @@
+from advlab.metrics.distortion import distortion
+
+__all__ = ["distortion"]

@@ -1,0 +1,91 @@
+"""Name -> class registries with typed, validated parameters.
+
+Every component (dataset, victim, task, attack, defense, logger) registers a class under a name. The class
+declares its parameters as a dataclass ``Config``; :meth:`Registry.build` merges the Hydra node into that
+dataclass, so a wrong type or an unknown key fails with the full key name (``attack.eps``) before any work,
+and then calls ``Config.validate()`` for value checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from advlab.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class ComponentConfig:
+    """Base for component parameter dataclasses. ``name`` selects the registered class."""
+
+    name: str = "???"
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` for invalid values; ``key`` is the config path (e.g. ``attack``)."""
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    """Raise a ConfigError naming ``key`` when ``condition`` is false."""
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def parse_config(config_cls: type, node: Any, key: str) -> Any:
+    """Merge a config node into ``config_cls`` and return the validated dataclass instance."""
+    if node is None:
+        node = {}
+    try:
+        schema = OmegaConf.structured(config_cls)
+        merged = OmegaConf.merge(schema, node)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        full_key = getattr(exc, "full_key", None)
+        where = f"{key}.{full_key}" if full_key else key
+        raise ConfigError(f"{where}: {exc.msg if hasattr(exc, 'msg') else exc}".split("\n")[0]) from None
+    obj.validate(key)
+    return obj
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, key: str):
+        self.kind = kind  # human name, e.g. "attack"
+        self.key = key  # config key, e.g. "attack"
+        self._items: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def deco(cls: type[T]) -> type[T]:
+            if name in self._items and self._items[name] is not cls:
+                raise RuntimeError(f"{self.kind} '{name}' registered twice")
+            self._items[name] = cls
+            cls.registered_name = name  # type: ignore[attr-defined]
+            return cls
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> type[T]:
+        if name not in self._items:
+            raise ConfigError(
+                f"{self.key}.name: unknown {self.kind} '{name}'. Available: {', '.join(self.names())}"
+            )
+        return self._items[name]
+
+    def parse(self, node: DictConfig | dict | None, key: str | None = None) -> Any:
+        """Validate a config node against the registered class's ``Config``; return the dataclass."""
+        key = key or self.key
+        if node is None or "name" not in node:
+            raise ConfigError(f"{key}: missing 'name' (one of: {', '.join(self.names())})")
+        cls = self.get(str(node["name"]))
+        return parse_config(cls.Config, node, key)  # type: ignore[attr-defined]
+
+    def build(self, params: Any, *args: Any, **kwargs: Any) -> T:
+        """Instantiate from parsed params (see :meth:`parse`)."""
+        return self.get(params.name)(params, *args, **kwargs)

@@ -1,0 +1,230 @@
+"""One run: validate the whole composition, then fit the victim if it needs training (cached), then evaluate
+clean and under the attack, writing everything to the run folder and the tracker.
+
+``build_spec`` does all validation before any work, so a wrong value fails with a message naming its key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import advlab.attacks  # noqa: F401  (registers)
+import advlab.data  # noqa: F401
+import advlab.defenses  # noqa: F401
+import advlab.loggers  # noqa: F401
+import advlab.tasks  # noqa: F401
+import advlab.victims  # noqa: F401
+from advlab.attacks.base import ATTACKS
+from advlab.data.base import DATASETS, DataModule
+from advlab.defenses.base import DEFENSES, Defense
+from advlab.errors import AdvlabError, CheckpointError, ConfigError
+from advlab.loggers.base import TRACKERS
+from advlab.loops.evaluate import EvalConfig, evaluate
+from advlab.loops.fit import TrainConfig, fit
+from advlab.recorder import RunRecorder
+from advlab.registry import parse_config
+from advlab.report import print_summary, save_example_grid
+from advlab.tasks.base import TASKS, Task
+from advlab.utils import (
+    atomic_torch_save,
+    atomic_write_text,
+    file_lock,
+    file_sha256,
+    resolve_device,
+    seed_everything,
+    stable_hash,
+)
+from advlab.victims.base import VICTIMS, Victim, load_state_dict_file, load_victim_weights
+
+CACHE_FORMAT = 1  # bump when a change invalidates cached victims
+
+
+@dataclasses.dataclass
+class RunSpec:
+    seed: int
+    device: torch.device
+    dataset: Any
+    task: Any
+    victim: Any
+    attack: Any
+    defense: Any
+    logger: Any
+    train: TrainConfig
+    eval: EvalConfig
+    cache_dir: Path
+    progress: bool
+
+
+def _require(cfg: DictConfig, key: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise ConfigError(f"{key}: missing from the config")
+    return cfg[key]
+
+
+def build_spec(cfg: DictConfig) -> RunSpec:
+    seed = _require(cfg, "seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: must be an integer (got {seed!r})")
+    device = resolve_device(_require(cfg, "device"))
+    dataset = DATASETS.parse(_require(cfg, "dataset"))
+    task_node = cfg.get("task") or {"name": "auto"}
+    if task_node.get("name", "auto") == "auto":
+        default = DATASETS.get(dataset.name)
+        task_node = {
+            **OmegaConf.to_container(task_node),
+            "name": getattr(default, "default_task", "classification"),
+        }
+    task = TASKS.parse(task_node)
+    victim = VICTIMS.parse(_require(cfg, "victim"))
+    if victim.checkpoint:
+        path = Path(os.path.expanduser(victim.checkpoint))
+        if not path.is_file():
+            raise CheckpointError(f"victim.checkpoint: file '{path}' does not exist")
+    attack = ATTACKS.parse(_require(cfg, "attack"))
+    defense = DEFENSES.parse(_require(cfg, "defense"))
+    logger = TRACKERS.parse(_require(cfg, "logger"))
+    train = parse_config(TrainConfig, cfg.get("train"), "train")
+    eval_ = parse_config(EvalConfig, cfg.get("eval"), "eval")
+    cache_dir = Path(os.path.expanduser(str(_require(cfg, "cache_dir"))))
+    return RunSpec(
+        seed,
+        device,
+        dataset,
+        task,
+        victim,
+        attack,
+        defense,
+        logger,
+        train,
+        eval_,
+        cache_dir,
+        bool(cfg.get("progress", True)),
+    )
+
+
+def victim_cache_key(spec: RunSpec) -> dict[str, Any]:
+    """Everything that determines a trained victim's weights."""
+    victim = dataclasses.asdict(spec.victim)
+    checkpoint = victim.pop("checkpoint")
+    dataset = dataclasses.asdict(spec.dataset)
+    dataset.pop("root", None)  # where the data lives does not change the weights
+    return {
+        "format": CACHE_FORMAT,
+        "dataset": dataset,
+        "task": dataclasses.asdict(spec.task),
+        "victim": victim,
+        "init_checkpoint": file_sha256(checkpoint) if checkpoint else None,
+        "train": dataclasses.asdict(spec.train),
+        "defense": dataclasses.asdict(spec.defense),
+        "seed": spec.seed,
+    }
+
+
+def prepare_victim(
+    spec: RunSpec, data: DataModule, task: Task, defense: Defense, recorder: RunRecorder
+) -> tuple[Victim, dict[str, Any]]:
+    """Build the victim; load ``victim.checkpoint``; train it (with the defense) when needed, cached."""
+    seed_everything(spec.seed)
+    victim = VICTIMS.build(spec.victim).build(data.info, task.num_outputs)
+    ckpt = spec.victim.checkpoint
+    if ckpt:
+        load_victim_weights(victim, load_state_dict_file(ckpt), ckpt)
+        if not defense.trains_victim:
+            return victim.to(spec.device).eval(), {"source": "checkpoint", "path": str(ckpt)}
+    key_parts = victim_cache_key(spec)
+    key = stable_hash(key_parts)
+    path = spec.cache_dir / "victims" / f"{spec.dataset.name}-{spec.victim.name}-{spec.defense.name}-{key}.pt"
+    with file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            load_victim_weights(victim, torch.load(path, map_location="cpu", weights_only=True), str(path))
+            print(f"[advlab] loaded cached victim {path} (training skipped)")
+            return victim.to(spec.device).eval(), {"source": "cache", "path": str(path), "key": key}
+        print(
+            f"[advlab] training {spec.victim.name} on {spec.dataset.name} (defense: {spec.defense.name}); "
+            f"cache: {path}"
+        )
+        t0 = time.perf_counter()
+        resume = path.with_suffix(".resume.pt")
+        fit(
+            victim,
+            task,
+            data,
+            spec.train,
+            defense,
+            spec.device,
+            spec.seed,
+            resume_path=resume,
+            log=recorder.log,
+            progress=spec.progress,
+        )
+        atomic_torch_save({k: v.cpu() for k, v in victim.state_dict().items()}, path)
+        atomic_write_text(path.with_suffix(".json"), OmegaConf.to_yaml(OmegaConf.create(key_parts)))
+        resume.unlink(missing_ok=True)
+        return victim.eval(), {
+            "source": "trained",
+            "path": str(path),
+            "key": key,
+            "train_time_s": round(time.perf_counter() - t0, 2),
+        }
+
+
+def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Execute one composed config; returns the content of ``results.json``."""
+    spec = build_spec(cfg)  # every config error surfaces here, before any work
+    run_dir = Path(run_dir)
+    if (run_dir / "results.json").exists():
+        raise AdvlabError(
+            f"run folder '{run_dir}' already holds a finished run (results.json); advlab never overwrites a run. "
+            "Choose another hydra.run.dir."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    seed_everything(spec.seed)
+    data = DATASETS.build(spec.dataset, spec.seed)
+    task = TASKS.build(spec.task, data.info)
+    defense = DEFENSES.build(spec.defense, task)
+    attack = ATTACKS.build(spec.attack, task)
+    tracker = TRACKERS.build(spec.logger)
+    tracker.start(run_dir, config, run_dir.name)
+    recorder = RunRecorder(run_dir, tracker)
+    try:
+        victim, victim_info = prepare_victim(spec, data, task, defense, recorder)
+        model = defense.wrap(victim).to(spec.device).eval()
+        metrics, examples, targets = evaluate(
+            model, task, data, attack, spec.eval, spec.device, spec.seed, progress=spec.progress
+        )
+        recorder.log(metrics)
+        grid = save_example_grid(examples, data.info.class_names, run_dir / "adv_examples.png")
+        recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
+        if targets is not None:
+            torch.save(targets, run_dir / "targets.pt")
+        results_path = recorder.results(
+            metrics,
+            config,
+            dataset=spec.dataset.name,
+            task=spec.task.name,
+            victim={"name": spec.victim.name, **victim_info},
+            attack=spec.attack.name,
+            defense=spec.defense.name,
+            device=str(spec.device),
+        )
+        print_summary(
+            f"advlab: {spec.victim.name} on {spec.dataset.name}, attack {spec.attack.name}, "
+            f"defense {spec.defense.name}",
+            metrics,
+            run_dir,
+        )
+        tracker.finish(0)
+    except BaseException:
+        tracker.finish(1)
+        raise
+    import json
+
+    return json.loads(results_path.read_text())

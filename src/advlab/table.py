@@ -1,0 +1,116 @@
+"""Table builder: turn a multirun folder (or any folder of runs) into a markdown + CSV table of the swept
+parameters against the metrics.
+
+    advlab-table multirun/2026-11-21/10-00-00 [--metrics clean/acc adv/acc] [--out DIR]
+
+Each run is a folder with ``results.json``; its swept parameters are read from Hydra's
+``.hydra/overrides.yaml``. Writes ``table.md`` and ``table.csv`` into the folder (or ``--out``) and prints
+the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def collect_runs(root: Path) -> list[dict[str, Any]]:
+    """One row per ``results.json`` under ``root``: ``{"run": rel_path, "params": {...}, "metrics": {...}}``."""
+    rows = []
+    for results in sorted(root.rglob("results.json"), key=lambda p: _natural_key(p.parent.relative_to(root))):
+        data = json.loads(results.read_text())
+        overrides_file = results.parent / ".hydra" / "overrides.yaml"
+        params: dict[str, str] = {}
+        if overrides_file.is_file():
+            for item in yaml.safe_load(overrides_file.read_text()) or []:
+                key, _, value = str(item).partition("=")
+                params[key.lstrip("+~")] = value
+        rows.append(
+            {
+                "run": str(results.parent.relative_to(root)) or ".",
+                "params": params,
+                "metrics": data.get("metrics", {}),
+            }
+        )
+    return rows
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def build_table(
+    rows: list[dict[str, Any]], metrics: list[str] | None = None, all_params: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """Header and cells. Parameter columns: those that vary across runs (or all with ``all_params``)."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r["params"] if k not in keys]
+    if not all_params and len(rows) > 1:
+        keys = [k for k in keys if len({r["params"].get(k) for r in rows}) > 1]
+    if metrics is None:
+        metrics = []
+        for r in rows:
+            metrics += [
+                k for k, v in r["metrics"].items() if k not in metrics and isinstance(v, (int, float))
+            ]
+        metrics.sort(key=lambda k: (k.split("/")[0] != "clean", k.split("/")[0] != "adv", k))
+    header = ["run", *keys, *metrics]
+    cells = []
+    for r in rows:
+        line = [r["run"], *[r["params"].get(k, "") for k in keys]]
+        for m in metrics:
+            v = r["metrics"].get(m)
+            line.append("" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+        cells.append(line)
+    return header, cells
+
+
+def to_markdown(header: list[str], cells: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(header: list[str], cells: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(cells)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="advlab-table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="multirun folder (or any folder containing run folders)")
+    parser.add_argument("--metrics", nargs="+", default=None, help="metric keys to show (default: all)")
+    parser.add_argument("--all-params", action="store_true", help="show every override, not only swept ones")
+    parser.add_argument("--out", type=Path, default=None, help="where to write table.md/table.csv")
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        print(f"advlab-table: '{args.folder}' is not a folder", file=sys.stderr)
+        return 2
+    rows = collect_runs(args.folder)
+    if not rows:
+        print(f"advlab-table: no results.json under '{args.folder}' (did the runs finish?)", file=sys.stderr)
+        return 1
+    header, cells = build_table(rows, args.metrics, args.all_params)
+    md = to_markdown(header, cells)
+    out = args.out or args.folder
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(md)
+    (out / "table.csv").write_text(to_csv(header, cells))
+    print(md, end="")
+    print(f"\n[{len(rows)} runs] wrote {out / 'table.md'} and {out / 'table.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

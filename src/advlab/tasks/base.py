@@ -1,0 +1,142 @@
+"""The task abstraction: what a prediction is, the training loss, the attack objective, the success rule and
+the metrics. Attacks only talk to a task, so the same attack code runs on every task that implements this.
+
+Conventions (see DESIGN.md): ``outputs`` are the victim's raw outputs (logits / pre-activations); ``y`` the
+ground truth in the task's target format; ``target`` the attacker's goal in the same format, or ``None`` for
+an untargeted attack. Per-sample quantities have shape ``[B]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advlab.registry import ComponentConfig, Registry
+
+
+@dataclasses.dataclass
+class DataInfo:
+    """What a task and a victim need to know about a dataset."""
+
+    num_classes: int
+    image_shape: tuple[int, int, int]  # C, H, W
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_task: str = "classification"
+
+
+class Meter:
+    """Accumulates batch statistics on the device; :meth:`compute` returns ``{name: float}``."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, Tensor] = {}
+        self.maxes: dict[str, Tensor] = {}
+
+    def add(self, name: str, values: Tensor, mask: Tensor | None = None) -> None:
+        """Add per-sample ``values`` (optionally only where ``mask``) to the running mean of ``name``."""
+        values = values.detach().float()
+        if mask is not None:
+            mask = mask.detach()
+            values = values[mask]
+        total, count = values.sum(), torch.tensor(values.numel(), device=values.device)
+        if name in self.sums:
+            self.sums[name] += total
+            self.counts[name] += count
+        else:
+            self.sums[name], self.counts[name] = total, count
+
+    def add_max(self, name: str, values: Tensor) -> None:
+        """Track the running maximum of ``name``."""
+        if values.numel() == 0:
+            return
+        m = values.detach().float().max()
+        self.maxes[name] = torch.maximum(self.maxes[name], m) if name in self.maxes else m
+
+    def compute(self) -> dict[str, float]:
+        out = {name: float(m.item()) for name, m in self.maxes.items()}
+        for name, total in self.sums.items():
+            n = int(self.counts[name].item())
+            if n > 0:
+                out[name] = float(total.item()) / n
+        return out
+
+
+class Task:
+    """Base class. Subclasses implement the abstract methods for their output/target format."""
+
+    Config = ComponentConfig
+    registered_name = "task"
+
+    def __init__(self, params: Any, info: DataInfo):
+        self.params = params
+        self.info = info
+
+    # ---- model outputs -------------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        """Size of the victim's output layer for this task."""
+        raise NotImplementedError
+
+    def predict(self, outputs: Tensor) -> Tensor:
+        """Decoded prediction in the target format."""
+        raise NotImplementedError
+
+    # ---- training ------------------------------------------------------------------------------------
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Scalar training loss (mean over the batch)."""
+        raise NotImplementedError
+
+    # ---- attacks -------------------------------------------------------------------------------------
+    def attack_loss(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        """Per-sample objective the attacker *maximises*: untargeted moves away from ``y``, targeted moves
+        towards ``target``."""
+        raise NotImplementedError
+
+    def margin(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        """Per-sample margin, negative exactly when the attack succeeds (C&W-style objectives use
+        ``max(margin, -kappa)``)."""
+        raise NotImplementedError
+
+    def success(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        """Per-sample bool: the attack's goal is met on these outputs."""
+        raise NotImplementedError
+
+    def correct(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Per-sample bool: the prediction equals the ground truth."""
+        raise NotImplementedError
+
+    def sample_targets(self, y: Tensor, generator: torch.Generator) -> Tensor:
+        """Draw attack targets different from ``y`` (seeded by ``generator``, on y's device)."""
+        raise NotImplementedError
+
+    # ---- metrics -------------------------------------------------------------------------------------
+    def update_metrics(self, meter: Meter, outputs: Tensor, y: Tensor) -> None:
+        """Add this batch's prediction metrics (names without the phase prefix, e.g. ``acc``)."""
+        raise NotImplementedError
+
+    def update_attack_metrics(
+        self, meter: Meter, clean_outputs: Tensor, adv_outputs: Tensor, y: Tensor, target: Tensor | None
+    ) -> None:
+        """Attack success metrics; the base class adds ``asr`` (see :meth:`attack_outcome`)."""
+        eligible, success = self.attack_outcome(clean_outputs, adv_outputs, y, target)
+        meter.add("asr", success.float(), mask=eligible)
+
+    def attack_outcome(
+        self, clean_outputs: Tensor, adv_outputs: Tensor, y: Tensor, target: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """``(eligible, success)`` per sample, with ASR = mean of success over eligible examples.
+
+        Untargeted: eligible = initially correct, success = the attack made it wrong (the prediction changed).
+        Targeted: every example is eligible, success = the output reaches the target."""
+        success = self.success(adv_outputs, y, target)
+        if target is None:
+            return self.correct(clean_outputs, y), success
+        return torch.ones_like(success), success
+
+
+TASKS: Registry[Task] = Registry("task", "task")

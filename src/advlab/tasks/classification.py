@@ -1,0 +1,49 @@
+"""Single-label classification: one class index per image, softmax cross-entropy."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advlab.tasks.base import TASKS, Meter, Task
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    @property
+    def num_outputs(self) -> int:
+        return self.info.num_classes
+
+    def predict(self, outputs: Tensor) -> Tensor:
+        return outputs.argmax(dim=1)
+
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, y)
+
+    def attack_loss(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        if target is None:
+            return F.cross_entropy(outputs, y, reduction="none")
+        return -F.cross_entropy(outputs, target, reduction="none")
+
+    def margin(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        cls = y if target is None else target
+        own = outputs.gather(1, cls[:, None]).squeeze(1)
+        others = outputs.scatter(1, cls[:, None], float("-inf")).amax(dim=1)
+        # untargeted: succeed when some other class beats the true one; targeted: when the target beats all
+        return own - others if target is None else others - own
+
+    def success(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        pred = self.predict(outputs)
+        return pred != y if target is None else pred == target
+
+    def correct(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return self.predict(outputs) == y
+
+    def sample_targets(self, y: Tensor, generator: torch.Generator) -> Tensor:
+        k = self.info.num_classes
+        shift = torch.randint(1, k, y.shape, generator=generator, device="cpu").to(y.device)
+        return (y + shift) % k
+
+    def update_metrics(self, meter: Meter, outputs: Tensor, y: Tensor) -> None:
+        meter.add("acc", self.correct(outputs, y).float())

@@ -1,0 +1,105 @@
+"""Victim models. Every victim is a :class:`Victim`: a wrapper that takes images in [0, 1] (NCHW RGB) and owns
+the input normalisation, so attacks and Lp bounds always live in pixel space. Architectures register a
+builder that returns the bare network for a given input shape and output size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advlab.errors import CheckpointError
+from advlab.registry import ComponentConfig, Registry
+from advlab.tasks.base import DataInfo
+
+
+@dataclasses.dataclass
+class VictimConfig(ComponentConfig):
+    checkpoint: str | None = None  # a state_dict file; loaded with weights_only=True
+
+
+class Victim(nn.Module):
+    """``forward(x in [0,1]) = net((x - mean) / std)``."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+class VictimBuilder:
+    """Registered per architecture: ``build_net(params, info, num_outputs) -> nn.Module``."""
+
+    Config = VictimConfig
+    registered_name = "victim"
+    #: True when advlab can train this architecture itself on the configured data (no checkpoint needed)
+    trainable = True
+
+    def __init__(self, params: Any):
+        self.params = params
+
+    def build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
+        raise NotImplementedError
+
+    def build(self, info: DataInfo, num_outputs: int) -> Victim:
+        return Victim(self.build_net(info, num_outputs), info.mean, info.std)
+
+
+VICTIMS: Registry[VictimBuilder] = Registry("victim", "victim")
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Load a state_dict safely (``weights_only=True``); accept ``{'state_dict': ...}`` / ``{'model': ...}``
+    wrappers as written by common training scripts."""
+    path = Path(os.path.expanduser(str(path)))
+    if not path.is_file():
+        raise CheckpointError(f"victim.checkpoint: file '{path}' does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, unsafe globals
+        raise CheckpointError(
+            f"victim.checkpoint: cannot read '{path}' as a weights-only state_dict ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Save it with torch.save(model.state_dict(), path)."
+        ) from None
+    for key in ("state_dict", "model", "net"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"victim.checkpoint: '{path}' does not contain a state_dict of tensors")
+    return obj
+
+
+def load_victim_weights(victim: Victim, state: dict[str, Tensor], source: str) -> None:
+    """Load a state_dict of the wrapper (``net.*`` keys) or of the bare network; explain any mismatch."""
+    if not any(k.startswith("net.") for k in state):
+        state = {**{f"net.{k}": v for k, v in state.items()}, "mean": victim.mean, "std": victim.std}
+    own = victim.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shape:
+            parts.append(f"shape mismatch {shape[:3]}")
+        raise CheckpointError(
+            f"victim.checkpoint: '{source}' does not fit this victim ({'; '.join(parts)}). Check victim.name "
+            "and the dataset's number of classes / channels."
+        )
+    victim.load_state_dict(state)
