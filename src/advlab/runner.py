@@ -79,7 +79,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         default = DATASETS.get(dataset.name)
         task_node = {
             **OmegaConf.to_container(task_node),
-            "name": getattr(default, "default_task", "classification"),
+            "name": default.default_task,
         }
     task = TASKS.parse(task_node)
     victim = VICTIMS.parse(_require(cfg, "victim"))

@@ -58,6 +58,8 @@ class DataModule:
     Config = DatasetConfig
     registered_name = "dataset"
     splits: tuple[str, ...] = ("train", "test")
+    #: the task used when ``task.name=auto`` (the config default)
+    default_task: str = "classification"
 
     def __init__(self, params: Any, seed: int):
         self.params = params

@@ -77,7 +77,6 @@ class Digits(DataModule):
             class_names=[str(i) for i in range(10)],
             mean=mean,
             std=std,
-            default_task="classification",
         )
 
     def dataset(self, split: str) -> TensorDataset:

@@ -95,14 +95,17 @@ def fit(
     optimizer = make_optimizer(params, model)
     start_epoch = 0
     gen = torch.Generator().manual_seed(seed)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
     if resume_path is not None and resume_path.is_file():
         state = torch.load(resume_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"]
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         print(f"[advlab] resuming training from {resume_path} at epoch {start_epoch}/{params.epochs}")
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
     steps_per_epoch = math.ceil(len(data.dataset("train")) / params.batch_size)
     for epoch in range(start_epoch, params.epochs):
         model.train()
@@ -147,20 +150,23 @@ def fit(
                 "train/lr": optimizer.param_groups[0]["lr"],
             }
         )
-        if log is not None:
-            log(stats)
-        if progress:
-            shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in stats.items() if k != "train/epoch")
-            print(f"[advlab] epoch {epoch + 1}/{params.epochs}: {shown}")
-        if resume_path is not None:
+        if resume_path is not None:  # first, so that a kill after this point loses nothing
             atomic_torch_save(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch + 1,
                     "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 },
                 resume_path,
             )
+        if log is not None:
+            log(stats)
+        if progress:
+            shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in stats.items() if k != "train/epoch")
+            print(f"[advlab] epoch {epoch + 1}/{params.epochs}: {shown}")
+    optimizer.zero_grad(set_to_none=True)
     model.eval()
     return model

@@ -26,7 +26,6 @@ class DataInfo:
     class_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    default_task: str = "classification"
 
 
 class Meter:

@@ -1,0 +1,81 @@
+"""Shared fixtures. Every test session uses its own victim cache (ADVLAB_CACHE_DIR), so tests never read or
+write the user's cache; the default digits victim is trained once per session and reused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from advlab.app import config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("advlab-cache")
+    old = os.environ.get("ADVLAB_CACHE_DIR")
+    os.environ["ADVLAB_CACHE_DIR"] = str(cache)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    yield cache
+    if old is None:
+        os.environ.pop("ADVLAB_CACHE_DIR", None)
+    else:
+        os.environ["ADVLAB_CACHE_DIR"] = old
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """Compose the app's config like the CLI does (logger off and no progress bars unless overridden)."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=["logger=none", "progress=false", *overrides])
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m advlab ARGS`` in a subprocess (same interpreter, same env)."""
+    return subprocess.run(
+        [sys.executable, "-m", "advlab", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="session")
+def digits_setup(isolated_cache):
+    """(model, task, data, spec) for the default config: the small CNN trained on digits (cached)."""
+    from advlab.data.base import DATASETS
+    from advlab.defenses.base import DEFENSES
+    from advlab.loggers.base import Tracker
+    from advlab.recorder import RunRecorder
+    from advlab.runner import build_spec, prepare_victim
+    from advlab.tasks.base import TASKS
+
+    spec = build_spec(make_cfg("device=cpu"))
+    data = DATASETS.build(spec.dataset, spec.seed)
+    task = TASKS.build(spec.task, data.info)
+    defense = DEFENSES.build(spec.defense, task)
+    rec_dir = isolated_cache / "fixture-run"
+    rec_dir.mkdir(exist_ok=True)
+    model, info = prepare_victim(spec, data, task, defense, RunRecorder(rec_dir, Tracker(None)))
+    model.eval().requires_grad_(False)
+    return model, task, data, spec
+
+
+@pytest.fixture(scope="session")
+def digits_batch(digits_setup):
+    """256 test images with labels, and the subset the model classifies correctly."""
+    model, task, data, _ = digits_setup
+    x, y = data.dataset("test").tensors
+    x, y = x[:256], y[:256]
+    with torch.no_grad():
+        correct = task.correct(model(x), y)
+    return x, y, correct
