@@ -7,6 +7,7 @@ clean and under the attack, writing everything to the run folder and the tracker
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from advlab.utils import (
 )
 from advlab.victims.base import VICTIMS, Victim, load_state_dict_file, load_victim_weights
 
+logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when a change invalidates cached victims
 
 
@@ -144,10 +146,10 @@ def prepare_victim(
     with file_lock(path.with_suffix(".lock")):
         if path.is_file():
             load_victim_weights(victim, torch.load(path, map_location="cpu", weights_only=True), str(path))
-            print(f"[advlab] loaded cached victim {path} (training skipped)")
+            logger.info(f"loaded cached victim {path} (training skipped)")
             return victim.to(spec.device).eval(), {"source": "cache", "path": str(path), "key": key}
-        print(
-            f"[advlab] training {spec.victim.name} on {spec.dataset.name} (defense: {spec.defense.name}); "
+        logger.info(
+            f"training {spec.victim.name} on {spec.dataset.name} (defense: {spec.defense.name}); "
             f"cache: {path}"
         )
         t0 = time.perf_counter()

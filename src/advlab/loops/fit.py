@@ -7,6 +7,7 @@ to ``resume_path``; a restarted run continues from the last finished epoch.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import sys
 import time
@@ -22,6 +23,8 @@ from advlab.errors import AdvlabError
 from advlab.registry import check
 from advlab.tasks.base import Meter, Task
 from advlab.utils import atomic_torch_save
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -105,7 +108,7 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        print(f"[advlab] resuming training from {resume_path} at epoch {start_epoch}/{params.epochs}")
+        logger.info(f"resuming training from {resume_path} at epoch {start_epoch}/{params.epochs}")
     steps_per_epoch = math.ceil(len(data.dataset("train")) / params.batch_size)
     for epoch in range(start_epoch, params.epochs):
         model.train()
@@ -164,9 +167,8 @@ def fit(
             )
         if log is not None:
             log(stats)
-        if progress:
-            shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in stats.items() if k != "train/epoch")
-            print(f"[advlab] epoch {epoch + 1}/{params.epochs}: {shown}")
+        shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in stats.items() if k != "train/epoch")
+        logger.info(f"epoch {epoch + 1}/{params.epochs}: {shown}")
     optimizer.zero_grad(set_to_none=True)
     model.eval()
     return model
