@@ -203,8 +203,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
             model, task, data, attack, spec.eval, spec.device, spec.seed, progress=spec.progress
         )
         recorder.log(metrics)
-        grid = save_example_grid(examples, data.info.class_names, run_dir / "adv_examples.png")
-        recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
+        if examples.x.shape[0] > 0:
+            grid = save_example_grid(examples, data.info.class_names, run_dir / "adv_examples.png")
+            recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
         if targets is not None:
             torch.save(targets, run_dir / "targets.pt")
         results_path = recorder.results(

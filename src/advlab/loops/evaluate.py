@@ -27,9 +27,10 @@ from advlab.tasks.base import Meter, Task
 class EvalConfig:
     batch_size: int = 256
     num_examples: int | None = None  # evaluate the first N test images (None = all)
-    grid_examples: int = 8  # adversarial examples shown in adv_examples.png
+    grid_examples: int = 8  # adversarial examples shown in adv_examples.png (0 = no picture)
 
     def validate(self, key: str) -> None:
+        check(self.grid_examples >= 0, f"{key}.grid_examples", f"must be >= 0 (got {self.grid_examples})")
         check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
         check(
             self.num_examples is None or self.num_examples >= 1, f"{key}.num_examples", "must be >= 1 or null"
