@@ -46,14 +46,11 @@ def test_wandb_offline_run_contains_logged_metrics(digits_setup, tmp_path):
     for key in ("clean/acc", "adv/acc", "attack/asr"):
         assert logged[key] == pytest.approx(metrics[key])
         assert run["summary"][key] == pytest.approx(metrics[key])
-    assert (
-        logged["adv_examples"]["_type"] == "image-file"
-        if "adv_examples" in logged
-        else logged["adv_examples/_type"] == "image-file"
-    )
+    assert logged["adv_examples/_type"] == "image-file"  # the example grid, as a wandb.Image
     cfg = run["config"]
-    attack_cfg = cfg["attack"]["value"] if "value" in cfg["attack"] else cfg["attack"]
-    assert attack_cfg["steps"] == 3 and attack_cfg["name"] == "pgd"
+    assert (
+        cfg["attack"]["steps"] == 3 and cfg["attack"]["name"] == "pgd" and cfg["logger"]["tags"] == ["test"]
+    )
 
 
 @pytest.mark.slow
@@ -80,3 +77,24 @@ def test_submitit_local_sweep_and_table(digits_setup, tmp_path, capsys):
     assert len(lines) == 3  # header + two runs
     assert "| 0.01 |" in out and "| 0.1 |" in out
     assert (sweep / "table.csv").read_text().count("\n") == 3
+
+
+def test_basic_launcher_sweep_finishes_one_wandb_run_per_job(digits_setup, tmp_path):
+    """The basic launcher runs jobs in one process: each job must get (and finish) its own W&B run."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        "attack.eps=0.02,0.2",
+        "logger=wandb",
+        f"hydra.sweep.dir={sweep}",
+        "eval.num_examples=64",
+        "attack.steps=3",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "results.json").read_text())["metrics"]
+        files = find_offline_runs(sweep / job)
+        assert len(files) == 1
+        run = read_offline_run(files[0])
+        assert run["summary"]["adv/acc"] == pytest.approx(metrics["adv/acc"])
+        assert run["config"]["attack"]["eps"] == {"0": 0.02, "1": 0.2}[job]
