@@ -77,30 +77,36 @@ class PGD(Attack):
         """One PGD run. Returns (x_adv, final objective, final success); the last two only if need_final."""
         p, task = self.params, self.task
         alpha = self.step_size
+        linf = p.norm == "linf"
+        # Linf: the eps-ball and the [0,1] box intersect in per-pixel bounds, so projection is one clamp
+        lo, hi = ((x - p.eps).clamp_(min=0), (x + p.eps).clamp_(max=1)) if linf else (None, None)
         delta = random_start(x, p.norm, p.eps) if p.random_start else torch.zeros_like(x)
-        x_adv = (x + delta).clamp(0, 1)
-        active = None  # None = every example is active (no indexing on the fast path)
+        x_adv = (x + delta).clamp_(0, 1)
+        active = None  # indices of examples still attacked; None = all (no indexing on the fast path)
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return t if t is None or active is None else t[active]
+
         for _ in range(p.steps):
-            xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
-            ya = y if active is None else y[active]
-            ta = None if target is None else (target if active is None else target[active])
+            xa = pick(x_adv).detach().requires_grad_(True)
+            ya, ta = pick(y), pick(target)
             outputs = model(xa)
-            loss = task.attack_loss(outputs, ya, ta)
-            (grad,) = torch.autograd.grad(loss.sum(), xa)
-            x0 = x if active is None else x[active]
+            (grad,) = torch.autograd.grad(task.attack_loss(outputs, ya, ta).sum(), xa)
+            xa = xa.detach()
             if p.early_stop:
                 keep = ~task.success(outputs.detach(), ya, ta)
-                if not bool(keep.all()):
+                if not bool(keep.all()):  # drop examples that already succeed: x_adv keeps their iterate
                     ids = torch.arange(x.shape[0], device=x.device) if active is None else active
-                    active, xa, grad, x0 = ids[keep], xa[keep], grad[keep], x0[keep]
+                    active, xa, grad = ids[keep], xa[keep], grad[keep]
                     if active.numel() == 0:
                         break
-            step = xa.detach() + alpha * ascent_direction(grad, p.norm)
-            new = (x0 + project(step - x0, p.norm, p.eps)).clamp(0, 1)
-            if active is None:
-                x_adv = new
+            step = torch.add(xa, ascent_direction(grad, p.norm), alpha=alpha)
+            if linf:
+                new = torch.clamp(step, pick(lo), pick(hi))
             else:
-                x_adv = x_adv.index_copy(0, active, new)
+                x0 = pick(x)
+                new = (x0 + project(step - x0, p.norm, p.eps)).clamp_(0, 1)
+            x_adv = new if active is None else x_adv.index_copy(0, active, new)
         if not need_final:
             return x_adv, None, None
         with torch.no_grad():
