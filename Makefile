@@ -8,9 +8,18 @@ STAMP := $(VENV)/.advlab-installed
 
 install: $(STAMP)
 
+# uv (installed into the venv by pip) installs torch and its CUDA wheels several times faster than pip and
+# reuses its cache across clones; plain pip is the fallback.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q uv 2>/dev/null || true
+	@if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
+		echo "installing advlab[dev] into $(VENV) with uv"; \
+		$(BIN)/python -m uv pip install -q --python $(BIN)/python -e '.[dev]'; \
+	else \
+		echo "installing advlab[dev] into $(VENV) with pip"; \
+		$(BIN)/python -m pip install -q -e '.[dev]'; \
+	fi
 	@touch $(STAMP)
 
 run: install
@@ -27,7 +36,8 @@ lint: install
 	$(BIN)/ruff format --check src tests scripts
 
 bench: install
-	$(BIN)/python -m pip install -q --no-deps 'torchattacks>=3.5'
+	$(BIN)/python -m uv pip install -q --python $(BIN)/python --no-deps 'torchattacks>=3.5' \
+		|| $(BIN)/python -m pip install -q --no-deps 'torchattacks>=3.5'
 	$(BIN)/python scripts/bench_pgd.py $(ARGS)
 
 clean:

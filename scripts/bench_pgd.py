@@ -41,15 +41,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import advlab.data  # noqa: F401  (registers)
+import advlab.victims  # noqa: F401
 from advlab.attacks.pgd import PGD, PGDConfig
-from advlab.data.digits import load_digits_tensors
+from advlab.data.base import DATASETS
 from advlab.errors import ConfigError
+from advlab.registry import parse_config
 from advlab.tasks.base import DataInfo
 from advlab.tasks.classification import Classification
 from advlab.utils import resolve_device
-from advlab.victims.base import Victim
-from advlab.victims.resnet import ResNet18, ResNetConfig
-from advlab.victims.smallcnn import small_cnn
+from advlab.victims.base import VICTIMS, Victim
 
 INSTALL_HINT = "run `make bench` or `.venv/bin/python -m pip install --no-deps 'torchattacks>=3.5'`"
 
@@ -80,31 +81,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---- setup ---------------------------------------------------------------------------------------------
 
 
+def digits_module(args: argparse.Namespace):
+    cls = DATASETS.get("digits")
+    params = parse_config(
+        cls.Config, {"name": "digits", "size": args.size, "channels": args.channels}, "dataset"
+    )
+    return cls(params, seed=args.seed)
+
+
 def load_batch(args: argparse.Namespace, device: torch.device) -> tuple[Tensor, Tensor, DataInfo]:
     """``--batch-size`` images of the digits test split (tiled if the split is smaller), and the DataInfo."""
-    splits = load_digits_tensors(args.size, args.channels, 0.25, 0)
-    x_train = splits["train"][0]
-    info = DataInfo(
-        num_classes=10,
-        image_shape=(args.channels, args.size, args.size),
-        class_names=[str(i) for i in range(10)],
-        mean=tuple(x_train.mean(dim=(0, 2, 3)).tolist()),
-        std=tuple(x_train.std(dim=(0, 2, 3)).tolist()),
-    )
-    x, y = splits["test"]
+    data = digits_module(args)
+    x, y = data.dataset("test").tensors
     reps = -(-args.batch_size // len(y))
     x, y = x.repeat(reps, 1, 1, 1)[: args.batch_size], y.repeat(reps)[: args.batch_size]
-    return x.to(device), y.to(device), info
+    return x.to(device), y.to(device), data.info
 
 
 def build_victim(args: argparse.Namespace, info: DataInfo, device: torch.device) -> Victim:
-    if args.model == "smallcnn":
-        net = small_cnn(args.channels, info.num_classes, args.size)
-    else:  # torchvision resnet18 with a 3x3 stride-1 stem and no max-pool, as advlab builds it
-        net = ResNet18(ResNetConfig(name="resnet18")).build_net(info, info.num_classes)
-    victim = Victim(net, info.mean, info.std).to(device)
+    """advlab's own smallcnn / resnet18 victim (random init, or ``--train-epochs`` of Adam on digits)."""
+    victim = VICTIMS.build(VICTIMS.parse({"name": args.model})).build(info, info.num_classes).to(device)
     if args.train_epochs > 0:
-        x, y = load_digits_tensors(args.size, args.channels, 0.25, 0)["train"]
+        x, y = digits_module(args).dataset("train").tensors
         opt = torch.optim.Adam(victim.parameters(), lr=1e-3)
         victim.train()
         for _ in range(args.train_epochs):

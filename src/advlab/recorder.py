@@ -35,14 +35,15 @@ class RunRecorder:
     def image(self, key: str, path: Path, caption: str = "") -> None:
         self.tracker.log_image(key, path, caption)
 
-    def results(self, metrics: dict[str, float], config: dict, **extra: Any) -> Path:
+    def results(self, metrics: dict[str, float], config: dict, **extra: Any) -> dict[str, Any]:
+        """Write ``results.json`` (atomically) and the tracker's summary; return what was written."""
         payload = {
             "metrics": {k: _jsonable(v) for k, v in metrics.items()},
             "config": config,
             **extra,
             "elapsed_s": round(time.time() - self.t0, 3),
         }
-        path = self.run_dir / "results.json"
-        atomic_write_text(path, json.dumps(payload, indent=2, default=str))
+        text = json.dumps(payload, indent=2, default=str)
+        atomic_write_text(self.run_dir / "results.json", text)
         self.tracker.summary(metrics)
-        return path
+        return json.loads(text)

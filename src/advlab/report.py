@@ -56,7 +56,7 @@ def save_example_grid(examples: Examples, class_names: list[str], path: Path) ->
 
 
 def print_summary(title: str, metrics: dict[str, float], run_dir: Path) -> None:
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title="advlab results", caption=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):

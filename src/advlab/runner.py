@@ -208,7 +208,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
             recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
         if targets is not None:
             torch.save(targets, run_dir / "targets.pt")
-        results_path = recorder.results(
+        results = recorder.results(
             metrics,
             config,
             dataset=spec.dataset.name,
@@ -219,8 +219,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
             device=str(spec.device),
         )
         print_summary(
-            f"advlab: {spec.victim.name} on {spec.dataset.name}, attack {spec.attack.name}, "
-            f"defense {spec.defense.name}",
+            f"{spec.victim.name} on {spec.dataset.name} | attack {spec.attack.name} | defense {spec.defense.name}",
             metrics,
             run_dir,
         )
@@ -228,6 +227,4 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     except BaseException:
         tracker.finish(1)
         raise
-    import json
-
-    return json.loads(results_path.read_text())
+    return results
