@@ -22,7 +22,9 @@ from advlab.runner import build_spec, run
         ("attack.norm=l3", "attack.norm"),
         ("attack.steps=abc", "attack.steps"),
         ("attack.name=nosuchattack", "attack.name"),
-        ("defense=adv_training defense.eps=-1", "defense.eps"),
+        ("defense=adv_training defense.attack.eps=-1", "defense.attack.eps"),
+        ("defense=adv_training defense.attack.name=nosuch", "defense.attack.name"),
+        ("defense=adv_training defense.clean_fraction=1.0", "defense.clean_fraction"),
         ("train.lr=0", "train.lr"),
         ("train.optimizer=rmsprop", "train.optimizer"),
         ("dataset.channels=2", "dataset.channels"),
@@ -116,6 +118,16 @@ def test_slurm_launcher_config_composes():
 
 def test_experiment_config_overrides_groups():
     cfg = make_cfg("experiment=digits_adv_training")
-    assert cfg.defense.name == "adv_training" and cfg.defense.eps == 0.1 and cfg.attack.eps == 0.1
+    assert cfg.defense.name == "adv_training" and cfg.defense.attack.eps == 0.1 and cfg.attack.eps == 0.1
     spec = build_spec(cfg)
     assert spec.train.epochs == 10
+
+
+def test_training_attack_is_an_attack_group_option():
+    spec = build_spec(
+        make_cfg("defense=adv_training", "attack@defense.attack=pgd_l2_train", "defense.attack.eps=0.5")
+    )
+    assert spec.defense.attack["norm"] == "l2" and spec.defense.attack["eps"] == 0.5
+    assert spec.defense.attack["steps"] == 7 and spec.defense.attack["early_stop"] is False
+    spec = build_spec(make_cfg("defense=adv_training", "attack@defense.attack=fgsm"))
+    assert spec.defense.attack["name"] == "fgsm"

@@ -31,10 +31,9 @@ def test_adv_training_batch_is_inside_the_ball(digits_setup, digits_batch):
     x, y, _ = digits_batch
     cls = DEFENSES.get("adv_training")
     for norm, eps in (("linf", 0.1), ("l2", 1.0)):
+        attack = {"name": "pgd", "norm": norm, "eps": eps, "steps": 3}
         params = parse_config(
-            cls.Config,
-            {"name": "adv_training", "norm": norm, "eps": eps, "steps": 3, "clean_fraction": 0.25},
-            "defense",
+            cls.Config, {"name": "adv_training", "attack": attack, "clean_fraction": 0.25}, "defense"
         )
         defense = cls(params, task)
         xb, yb = defense.training_batch(model, x[:32], y[:32])
@@ -47,7 +46,7 @@ def test_adv_training_batch_is_inside_the_ball(digits_setup, digits_batch):
 def test_adversarial_training_makes_the_victim_robust(tmp_path):
     results = {}
     for defense in ("none", "adv_training"):
-        extra = ["defense.eps=0.1", "defense.steps=5"] if defense != "none" else []
+        extra = ["defense.attack.eps=0.1", "defense.attack.steps=5"] if defense != "none" else []
         spec = build_spec(make_cfg(*SMALL, f"defense={defense}", *extra))
         data = DATASETS.build(spec.dataset, spec.seed)
         task = TASKS.build(spec.task, data.info)
@@ -59,3 +58,19 @@ def test_adversarial_training_makes_the_victim_robust(tmp_path):
     assert results["none"]["adv/acc"] < 0.5
     assert results["adv_training"]["adv/acc"] > results["none"]["adv/acc"] + 0.3
     assert results["adv_training"]["clean/acc"] > 0.85
+
+
+def test_adv_training_needs_an_untargeted_attack():
+    from advlab.errors import ConfigError
+
+    cls = DEFENSES.get("adv_training")
+    with pytest.raises(ConfigError, match=r"defense\.attack\.name: adversarial training needs an attack"):
+        parse_config(cls.Config, {"name": "adv_training", "attack": {"name": "none"}}, "defense")
+    with pytest.raises(ConfigError, match=r"defense\.attack\.targeted"):
+        parse_config(
+            cls.Config, {"name": "adv_training", "attack": {"name": "fgsm", "targeted": True}}, "defense"
+        )
+    params = parse_config(
+        cls.Config, {"name": "adv_training", "attack": {"name": "fgsm", "eps": 0.2}}, "defense"
+    )
+    assert params.attack == {"name": "fgsm", "targeted": False, "norm": "linf", "eps": 0.2}  # defaults filled

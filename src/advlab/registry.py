@@ -71,10 +71,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
-    def get(self, name: str) -> type[T]:
+    def get(self, name: str, key: str | None = None) -> type[T]:
         if name not in self._items:
             raise ConfigError(
-                f"{self.key}.name: unknown {self.kind} '{name}'. Available: {', '.join(self.names())}"
+                f"{key or self.key}.name: unknown {self.kind} '{name}'. Available: {', '.join(self.names())}"
             )
         return self._items[name]
 
@@ -83,7 +83,7 @@ class Registry(Generic[T]):
         key = key or self.key
         if node is None or "name" not in node:
             raise ConfigError(f"{key}: missing 'name' (one of: {', '.join(self.names())})")
-        cls = self.get(str(node["name"]))
+        cls = self.get(str(node["name"]), key)
         return parse_config(cls.Config, node, key)  # type: ignore[attr-defined]
 
     def build(self, params: Any, *args: Any, **kwargs: Any) -> T:

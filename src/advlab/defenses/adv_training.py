@@ -1,33 +1,42 @@
-"""PGD adversarial training (Madry et al. 2018): each training batch is replaced by PGD adversarial
-examples (Linf or L2) generated against the current model, with the model in eval mode while attacking."""
+"""Adversarial training (Madry et al. 2018): each training batch is replaced by adversarial examples of the
+current model, generated (with the model in eval mode) by the attack configured under ``defense.attack``
+(PGD-Linf by default; any registered attack, e.g. PGD-L2, works the same way)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.perturbation import NORMS
-from advlab.attacks.pgd import PGD, PGDConfig
+from advlab.attacks.base import ATTACKS
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.registry import ComponentConfig, check
 
 
+def _default_attack() -> dict[str, Any]:
+    return {
+        "name": "pgd",
+        "norm": "linf",
+        "eps": 8 / 255,
+        "steps": 7,
+        "random_start": True,
+        "early_stop": False,
+    }
+
+
 @dataclasses.dataclass
 class AdvTrainingConfig(ComponentConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    step_size: float | None = None  # default 2.5 * eps / steps
-    steps: int = 7
-    random_start: bool = True
+    attack: Any = None  # a full attack config (None = PGD-Linf 8/255, 7 steps)
     clean_fraction: float = 0.0  # share of each batch kept clean (0 = pure adversarial training)
 
     def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
         check(0.0 <= self.clean_fraction < 1.0, f"{key}.clean_fraction", "must be in [0, 1)")
+        parsed = ATTACKS.parse(self.attack or _default_attack(), key=f"{key}.attack")
+        check(parsed.name != "none", f"{key}.attack.name", "adversarial training needs an attack")
+        check(not getattr(parsed, "targeted", False), f"{key}.attack.targeted", "must be false")
+        self.attack = dataclasses.asdict(parsed)
 
 
 @DEFENSES.register("adv_training")
@@ -37,19 +46,7 @@ class AdversarialTraining(Defense):
 
     def __init__(self, params, task):
         super().__init__(params, task)
-        p = params
-        self.attack = PGD(
-            PGDConfig(
-                name="pgd",
-                norm=p.norm,
-                eps=p.eps,
-                step_size=p.step_size,
-                steps=p.steps,
-                random_start=p.random_start,
-                early_stop=False,
-            ),
-            task,
-        )
+        self.attack = ATTACKS.build(ATTACKS.parse(params.attack, key="defense.attack"), task)
 
     def training_batch(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         n_clean = int(round(self.params.clean_fraction * x.shape[0]))
