@@ -128,3 +128,24 @@ def test_cifar10_missing_or_malformed_root(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DatasetNotFoundError, match="cannot read CIFAR-10 batch"):
         cifar10(tmp_path).dataset("test")
+
+
+def test_runner_trains_and_attacks_on_a_cifar10_fixture(tmp_path):
+    from conftest import make_cfg
+
+    from advlab.runner import run
+
+    write_cifar10_fixture(tmp_path / "data", n_per_batch=20)
+    cfg = make_cfg(
+        "dataset=cifar10",
+        f"dataset.root={tmp_path / 'data'}",
+        "victim.width=8",
+        "victim.hidden=16",
+        "train.epochs=1",
+        "attack=fgsm",
+        "device=cpu",
+    )
+    res = run(cfg, tmp_path / "run")
+    assert res["metrics"]["eval/num_examples"] == 20 and res["dataset"] == "cifar10"
+    assert res["metrics"]["attack/linf_max"] <= 8 / 255 + 1e-6
+    assert (tmp_path / "run" / "adv_examples.png").is_file()
