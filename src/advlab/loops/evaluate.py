@@ -67,7 +67,7 @@ def evaluate(
     """Returns (metrics, examples for the grid, all attack targets or None)."""
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
-    clean, adv, att = Meter(), Meter(), Meter()
+    clean, adv, att = task.meter(), task.meter(), Meter()
     run_attack = not isinstance(attack, NoAttack)
     gen = torch.Generator().manual_seed(seed)
     attack_time, n_images = 0.0, 0

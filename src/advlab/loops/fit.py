@@ -21,7 +21,7 @@ from advlab.data.base import DataModule
 from advlab.defenses.base import Defense
 from advlab.errors import AdvlabError
 from advlab.registry import check
-from advlab.tasks.base import Meter, Task
+from advlab.tasks.base import Task
 from advlab.utils import atomic_torch_save
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def fit(
         loader = data.loader(
             "train", params.batch_size, shuffle=True, seed=int(torch.randint(2**31, (1,), generator=gen))
         )
-        meter = Meter()
+        meter = task.meter()
         t0 = time.perf_counter()
         bar = tqdm(
             loader,

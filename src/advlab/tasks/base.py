@@ -114,6 +114,12 @@ class Task:
         raise NotImplementedError
 
     # ---- metrics -------------------------------------------------------------------------------------
+    def meter(self) -> Meter:
+        """A fresh accumulator for this task's metrics. Tasks whose metrics are not means of per-sample values
+        (e.g. mIoU from a confusion matrix) return a Meter subclass that keeps that state and adds the
+        derived values in ``compute()``."""
+        return Meter()
+
     def update_metrics(self, meter: Meter, outputs: Tensor, y: Tensor) -> None:
         """Add this batch's prediction metrics (names without the phase prefix, e.g. ``acc``)."""
         raise NotImplementedError
