@@ -68,11 +68,23 @@ def test_checkpoint_round_trip(tmp_path):
 def test_fit_resumes_after_interruption(tmp_path):
     spec, data, task, defense, _ = setup(tmp_path, "train.epochs=3")
 
-    def fresh():
+    def train(resume_path=None, log=None):
         torch.manual_seed(0)
-        return VICTIMS.build(spec.victim).build(data.info, task.num_outputs)
+        model = VICTIMS.build(spec.victim).build(data.info, task.num_outputs)
+        return fit(
+            model,
+            task,
+            data,
+            spec.train,
+            defense,
+            spec.device,
+            seed=0,
+            resume_path=resume_path,
+            log=log,
+            progress=False,
+        )
 
-    reference = fit(fresh(), task, data, spec.train, defense, spec.device, seed=0, progress=False)
+    reference = train()
 
     class Killed(Exception):
         pass
@@ -83,32 +95,10 @@ def test_fit_resumes_after_interruption(tmp_path):
 
     resume = tmp_path / "resume.pt"
     with pytest.raises(Killed):
-        fit(
-            fresh(),
-            task,
-            data,
-            spec.train,
-            defense,
-            spec.device,
-            seed=0,
-            resume_path=resume,
-            log=kill_after_first_epoch,
-            progress=False,
-        )
+        train(resume, kill_after_first_epoch)
     assert torch.load(resume, weights_only=False)["epoch"] == 1  # written before the kill
     epochs = []
-    resumed = fit(
-        fresh(),
-        task,
-        data,
-        spec.train,
-        defense,
-        spec.device,
-        seed=0,
-        resume_path=resume,
-        log=lambda s: epochs.append(s["train/epoch"]),
-        progress=False,
-    )
+    resumed = train(resume, lambda s: epochs.append(s["train/epoch"]))
     assert epochs == [2, 3]
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,6 @@ class Tracker:
 
     def finish(self, exit_code: int = 0) -> None:
         pass
-
-
-@dataclasses.dataclass
-class NoneConfig(ComponentConfig):
-    pass
 
 
 TRACKERS: Registry[Tracker] = Registry("logger", "logger")
