@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from advlab.attacks.base import ATTACKS
@@ -54,3 +55,40 @@ def test_clean_only_evaluation(digits_setup):
     metrics, examples, _ = evaluate(model, task, data, attack, EvalConfig(), torch.device("cpu"), 0, False)
     assert set(metrics) == {"clean/acc", "eval/num_examples"} and examples.x_adv is None
     assert metrics["eval/num_examples"] == len(data.dataset("test"))
+
+
+def test_interrupted_evaluation_resumes_to_the_same_result(digits_setup, tmp_path):
+    model, task, data, _ = digits_setup
+    cls = ATTACKS.get("pgd")  # random start: the resumed run must restore the RNG to match
+    attack = cls(
+        parse_config(cls.Config, {"name": "pgd", "eps": 0.05, "steps": 3, "targeted": True}, "attack"), task
+    )
+    params = EvalConfig(batch_size=32, num_examples=160)
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    reference, _, ref_targets = evaluate(model, task, data, attack, params, cpu, 0, False)
+
+    class Killed(Exception):
+        pass
+
+    original, calls = attack.perturb, []
+
+    def killed_on_third_batch(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        return original(*args)
+
+    state = tmp_path / "eval_state.pt"
+    attack.perturb = killed_on_third_batch
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        evaluate(model, task, data, attack, params, cpu, 0, False, resume_path=state, checkpoint_every_s=0)
+    assert torch.load(state, weights_only=False)["state"]["next_batch"] == 2
+    attack.perturb = original
+    torch.manual_seed(12345)  # a different process state: the checkpoint must restore what matters
+    resumed, _, targets = evaluate(model, task, data, attack, params, cpu, 0, False, resume_path=state)
+    assert torch.equal(targets, ref_targets)
+    for key, value in reference.items():
+        if key != "attack/time_per_image_s":
+            assert resumed[key] == pytest.approx(value), key

@@ -199,8 +199,17 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         victim, victim_info = prepare_victim(spec, data, task, defense, recorder)
         model = defense.wrap(victim).to(spec.device).eval()
+        eval_state = run_dir / "eval_state.pt"  # a killed/requeued run resumes its evaluation from here
         metrics, examples, targets = evaluate(
-            model, task, data, attack, spec.eval, spec.device, spec.seed, progress=spec.progress
+            model,
+            task,
+            data,
+            attack,
+            spec.eval,
+            spec.device,
+            spec.seed,
+            progress=spec.progress,
+            resume_path=eval_state,
         )
         recorder.log(metrics)
         if examples.x.shape[0] > 0:
@@ -218,6 +227,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
             defense=spec.defense.name,
             device=str(spec.device),
         )
+        eval_state.unlink(missing_ok=True)
         print_summary(
             f"{spec.victim.name} on {spec.dataset.name} | attack {spec.attack.name} | defense {spec.defense.name}",
             metrics,

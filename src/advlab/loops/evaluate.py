@@ -9,8 +9,10 @@ check), ``attack/time_per_image_s`` and any per-sample statistic the attack repo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +23,9 @@ from advlab.data.base import DataModule
 from advlab.metrics.distortion import distortion
 from advlab.registry import check
 from advlab.tasks.base import Meter, Task
+from advlab.utils import atomic_torch_save
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -63,26 +68,59 @@ def evaluate(
     device: torch.device,
     seed: int,
     progress: bool = True,
+    resume_path: Path | None = None,
+    checkpoint_every_s: float = 60.0,
 ) -> tuple[dict[str, float], Examples, Tensor | None]:
-    """Returns (metrics, examples for the grid, all attack targets or None)."""
+    """Returns (metrics, examples for the grid, all attack targets or None).
+
+    With ``resume_path``, the loop's whole state (meters, RNG, targets, timing, the next batch) is written
+    there atomically at most every ``checkpoint_every_s`` seconds, and a restarted evaluation continues from
+    it, giving the same result as an uninterrupted one (the test split is read in a fixed order)."""
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
-    clean, adv, att = task.meter(), task.meter(), Meter()
     run_attack = not isinstance(attack, NoAttack)
     gen = torch.Generator().manual_seed(seed)
-    attack_time, n_images = 0.0, 0
-    examples: Examples | None = None
-    targets: list[Tensor] = []
+    state = {
+        "clean": task.meter(),
+        "adv": task.meter(),
+        "att": Meter(),
+        "attack_time": 0.0,
+        "n_images": 0,
+        "examples": None,
+        "targets": [],
+        "next_batch": 0,
+    }
+    if resume_path is not None and resume_path.is_file():
+        saved = torch.load(resume_path, map_location="cpu", weights_only=False)
+        state = saved["state"]
+        for key in ("clean", "adv", "att"):
+            state[key].to(device)
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        logger.info(f"resuming evaluation from {resume_path} at batch {state['next_batch']}")
+    clean, adv, att, targets = state["clean"], state["adv"], state["att"], state["targets"]
+    last_save = time.perf_counter()
     desc = f"attack {attack.registered_name}" if run_attack else "evaluate"
-    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty()):
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty())
+    for i, (x, y) in enumerate(bar):
+        if i < state["next_batch"]:
+            continue
+        if resume_path is not None and time.perf_counter() - last_save >= checkpoint_every_s:
+            state["next_batch"] = i
+            saved = {"state": state, "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
+            atomic_torch_save(saved, resume_path)
+            last_save = time.perf_counter()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.no_grad():
             clean_out = model(x)
         task.update_metrics(clean, clean_out, y)
-        if examples is None:
+        if state["examples"] is None:
             k = params.grid_examples
-            examples = Examples(x[:k].cpu(), y[:k].cpu(), clean_pred=task.predict(clean_out[:k]).cpu())
-        n_images += x.shape[0]
+            state["examples"] = Examples(
+                x[:k].cpu(), y[:k].cpu(), clean_pred=task.predict(clean_out[:k]).cpu()
+            )
+        examples = state["examples"]
+        state["n_images"] += x.shape[0]
         if not run_attack:
             continue
         target = task.sample_targets(y, gen) if attack.targeted else None
@@ -92,7 +130,7 @@ def evaluate(
         t0 = time.perf_counter()
         x_adv = attack(model, x, y, target)
         _sync(device)
-        attack_time += time.perf_counter() - t0
+        state["attack_time"] += time.perf_counter() - t0
         with torch.no_grad():
             adv_out = model(x_adv)
         task.update_metrics(adv, adv_out, y)
@@ -112,7 +150,7 @@ def evaluate(
     if run_attack:
         metrics.update({f"adv/{k}": v for k, v in adv.compute().items()})
         metrics.update({f"attack/{k}": v for k, v in att.compute().items()})
-        metrics["attack/time_per_image_s"] = attack_time / max(n_images, 1)
-    metrics["eval/num_examples"] = n_images
-    assert examples is not None, "empty test split"
-    return metrics, examples, (torch.cat(targets) if targets else None)
+        metrics["attack/time_per_image_s"] = state["attack_time"] / max(state["n_images"], 1)
+    metrics["eval/num_examples"] = state["n_images"]
+    assert state["examples"] is not None, "empty test split"
+    return metrics, state["examples"], (torch.cat(targets) if targets else None)

@@ -56,6 +56,14 @@ class Meter:
         m = values.detach().float().max()
         self.maxes[name] = torch.maximum(self.maxes[name], m) if name in self.maxes else m
 
+    def to(self, device: torch.device | str) -> Meter:
+        """Move the accumulated state (e.g. after loading a checkpoint on the CPU); subclasses with more
+        state extend this."""
+        for store in (self.sums, self.counts, self.maxes):
+            for name in store:
+                store[name] = store[name].to(device)
+        return self
+
     def compute(self) -> dict[str, float]:
         out = {name: float(m.item()) for name, m in self.maxes.items()}
         for name, total in self.sums.items():
