@@ -24,7 +24,9 @@ def test_default_run_writes_results_and_skips_training(digits_setup, tmp_path):
     assert m["attack/linf_max"] <= res["config"]["attack"]["eps"] + 1e-6
     assert res["victim"]["source"] == "cache" and res["attack"] == "pgd" and res["elapsed_s"] > 0
     assert (tmp_path / "adv_examples.png").stat().st_size > 1000
-    assert not (tmp_path / "eval_state.pt").exists()  # the evaluation checkpoint is removed once results exist
+    assert not (
+        tmp_path / "eval_state.pt"
+    ).exists()  # the evaluation checkpoint is removed once results exist
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["adv/acc"] == m["adv/acc"]
     assert "adv/acc" in proc.stdout  # the summary table

@@ -64,6 +64,8 @@ def test_adv_training_needs_an_untargeted_attack():
     from advlab.errors import ConfigError
 
     cls = DEFENSES.get("adv_training")
+    with pytest.raises(ConfigError, match=r"defense\.attack: missing"):
+        parse_config(cls.Config, {"name": "adv_training"}, "defense")
     with pytest.raises(ConfigError, match=r"defense\.attack\.name: adversarial training needs an attack"):
         parse_config(cls.Config, {"name": "adv_training", "attack": {"name": "none"}}, "defense")
     with pytest.raises(ConfigError, match=r"defense\.attack\.targeted"):

@@ -15,25 +15,19 @@ from advlab.defenses.base import DEFENSES, Defense
 from advlab.registry import ComponentConfig, check
 
 
-def _default_attack() -> dict[str, Any]:
-    return {
-        "name": "pgd",
-        "norm": "linf",
-        "eps": 8 / 255,
-        "steps": 7,
-        "random_start": True,
-        "early_stop": False,
-    }
-
-
 @dataclasses.dataclass
 class AdvTrainingConfig(ComponentConfig):
-    attack: Any = None  # a full attack config (None = PGD-Linf 8/255, 7 steps)
+    attack: Any = None  # a full attack config; conf/defense/adv_training.yaml composes pgd_linf_train
     clean_fraction: float = 0.0  # share of each batch kept clean (0 = pure adversarial training)
 
     def validate(self, key: str) -> None:
         check(0.0 <= self.clean_fraction < 1.0, f"{key}.clean_fraction", "must be in [0, 1)")
-        parsed = ATTACKS.parse(self.attack or _default_attack(), key=f"{key}.attack")
+        check(
+            self.attack is not None,
+            f"{key}.attack",
+            "missing: set the training attack, e.g. attack@defense.attack=pgd_linf_train",
+        )
+        parsed = ATTACKS.parse(self.attack, key=f"{key}.attack")
         check(parsed.name != "none", f"{key}.attack.name", "adversarial training needs an attack")
         check(not getattr(parsed, "targeted", False), f"{key}.attack.targeted", "must be false")
         self.attack = dataclasses.asdict(parsed)
