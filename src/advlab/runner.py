@@ -1,5 +1,6 @@
-"""One run: validate the whole composition, then fit the victim if it needs training (cached), then evaluate
-clean and under the attack, writing everything to the run folder and the tracker.
+"""One run: validate the whole composition, set up the run folder and tracker, then hand over to the
+configured pipeline (``pipeline=standard``: fit the victim if it needs training (cached), optimise a universal
+perturbation if the attack is one, evaluate clean and under the attack).
 
 ``build_spec`` does all validation before any work, so a wrong value fails with a message naming its key.
 """
@@ -20,6 +21,7 @@ import advlab.attacks  # noqa: F401  (registers)
 import advlab.data  # noqa: F401
 import advlab.defenses  # noqa: F401
 import advlab.loggers  # noqa: F401
+import advlab.pipelines  # noqa: F401
 import advlab.tasks  # noqa: F401
 import advlab.victims  # noqa: F401
 from advlab.attacks.base import ATTACKS
@@ -27,11 +29,12 @@ from advlab.data.base import DATASETS, DataModule
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.errors import AdvlabError, CheckpointError, ConfigError
 from advlab.loggers.base import TRACKERS
-from advlab.loops.evaluate import EvalConfig, evaluate
+from advlab.loops.evaluate import EvalConfig
 from advlab.loops.fit import TrainConfig, fit
+from advlab.pipelines.base import PIPELINES
 from advlab.recorder import RunRecorder
 from advlab.registry import parse_config
-from advlab.report import print_summary, save_example_grid
+from advlab.report import print_summary
 from advlab.tasks.base import TASKS, Task
 from advlab.utils import (
     atomic_torch_save,
@@ -62,6 +65,7 @@ class RunSpec:
     eval: EvalConfig
     cache_dir: Path
     progress: bool
+    pipeline: Any = None
 
 
 def _require(cfg: DictConfig, key: str) -> Any:
@@ -95,6 +99,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     train = parse_config(TrainConfig, cfg.get("train"), "train")
     eval_ = parse_config(EvalConfig, cfg.get("eval"), "eval")
     cache_dir = Path(os.path.expanduser(str(_require(cfg, "cache_dir"))))
+    pipeline = PIPELINES.parse(cfg.get("pipeline") or {"name": "standard"})
     return RunSpec(
         seed,
         device,
@@ -108,6 +113,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         eval_,
         cache_dir,
         bool(cfg.get("progress", True)),
+        pipeline,
     )
 
 
@@ -177,62 +183,81 @@ def prepare_victim(
         }
 
 
+@dataclasses.dataclass
+class Components:
+    """The built components of one spec."""
+
+    data: DataModule
+    task: Task
+    defense: Defense
+    attack: Any
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What a pipeline works with: the composed config, its validated spec, the run folder and recorder."""
+
+    cfg: DictConfig
+    spec: RunSpec
+    run_dir: Path
+    config: dict[str, Any]  # the resolved config, as saved in results.json
+    tracker: Any
+    recorder: RunRecorder
+
+    def build(self, spec: RunSpec | None = None) -> Components:
+        """Build dataset, task, defense and attack of ``spec`` (default: the run's), seeded."""
+        spec = spec or self.spec
+        seed_everything(spec.seed)
+        data = DATASETS.build(spec.dataset, spec.seed)
+        task = TASKS.build(spec.task, data.info)
+        return Components(data, task, DEFENSES.build(spec.defense, task), ATTACKS.build(spec.attack, task))
+
+    def prepare_victim(self, components: Components, spec: RunSpec | None = None) -> tuple[Victim, dict]:
+        """Train (cached) or load the victim of ``spec``; see :func:`prepare_victim`."""
+        return prepare_victim(
+            spec or self.spec, components.data, components.task, components.defense, self.recorder
+        )
+
+    def sub_spec(self, overrides: dict[str, Any] | DictConfig) -> RunSpec:
+        """The spec of the run's config with ``overrides`` merged in (for multi-stage pipelines)."""
+        return build_spec(OmegaConf.merge(self.cfg, overrides))
+
+
 def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Execute one composed config; returns the content of ``results.json``."""
     spec = build_spec(cfg)  # every config error surfaces here, before any work
+    pipeline = PIPELINES.build(spec.pipeline)
     run_dir = Path(run_dir)
     if (run_dir / "results.json").exists():
         raise AdvlabError(
             f"run folder '{run_dir}' already holds a finished run (results.json); advlab never overwrites a run. "
             "Choose another hydra.run.dir."
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    seed_everything(spec.seed)
-    data = DATASETS.build(spec.dataset, spec.seed)
-    task = TASKS.build(spec.task, data.info)
-    defense = DEFENSES.build(spec.defense, task)
-    attack = ATTACKS.build(spec.attack, task)
     tracker = TRACKERS.build(spec.logger)
+    ctx = RunContext(cfg, spec, run_dir, config, tracker, RunRecorder(run_dir, tracker))
+    pipeline.check(ctx)
+    run_dir.mkdir(parents=True, exist_ok=True)
     tracker.start(run_dir, config, run_dir.name)
-    recorder = RunRecorder(run_dir, tracker)
     try:
-        victim, victim_info = prepare_victim(spec, data, task, defense, recorder)
-        model = defense.wrap(victim).to(spec.device).eval()
-        eval_state = run_dir / "eval_state.pt"  # a killed/requeued run resumes its evaluation from here
-        metrics, examples, targets = evaluate(
-            model,
-            task,
-            data,
-            attack,
-            spec.eval,
-            spec.device,
-            spec.seed,
-            progress=spec.progress,
-            resume_path=eval_state,
-        )
-        recorder.log(metrics)
-        if examples.x.shape[0] > 0:
-            grid = save_example_grid(examples, data.info.class_names, run_dir / "adv_examples.png")
-            recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
-        if targets is not None:
-            torch.save(targets, run_dir / "targets.pt")
-        results = recorder.results(
-            metrics,
-            config,
-            dataset=spec.dataset.name,
-            task=spec.task.name,
-            victim={"name": spec.victim.name, **victim_info},
-            attack=spec.attack.name,
-            defense=spec.defense.name,
-            device=str(spec.device),
-        )
-        eval_state.unlink(missing_ok=True)
-        print_summary(
-            f"{spec.victim.name} on {spec.dataset.name} | attack {spec.attack.name} | defense {spec.defense.name}",
-            metrics,
-            run_dir,
-        )
+        metrics, extra = pipeline.run(ctx)
+        extra = {
+            "dataset": spec.dataset.name,
+            "task": spec.task.name,
+            "victim": spec.victim.name,
+            "attack": spec.attack.name,
+            "defense": spec.defense.name,
+            "pipeline": spec.pipeline.name,
+            "device": str(spec.device),
+            **extra,
+        }
+        results = ctx.recorder.results(metrics, config, **extra)
+        for leftover in ("eval_state.pt", "universal_state.pt"):
+            (run_dir / leftover).unlink(missing_ok=True)
+        title = f"{spec.victim.name} on {spec.dataset.name} | attack {spec.attack.name} | defense {spec.defense.name}"
+        if spec.pipeline.name != "standard":
+            title = f"{spec.pipeline.name}: {title}"
+        print_summary(title, metrics, run_dir)
         tracker.finish(0)
     except BaseException:
         tracker.finish(1)

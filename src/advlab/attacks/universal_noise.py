@@ -1,0 +1,46 @@
+"""``attack=universal_linf``: one additive noise for the whole dataset (a universal adversarial perturbation),
+``||delta||_inf <= eps``, optimised with signed-gradient steps to maximise the task's attack loss over the
+training split, then added to every test image."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advlab.attacks.base import ATTACKS
+from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.registry import check
+from advlab.tasks.base import DataInfo
+
+
+@dataclasses.dataclass
+class UniversalLinfConfig(UniversalConfig):
+    eps: float = 8 / 255
+    lr: float = 1 / 255
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(self.eps > 0, f"{key}.eps", f"must be > 0 (got {self.eps})")
+
+
+@ATTACKS.register("universal_linf")
+class UniversalLinf(UniversalAttack):
+    Config = UniversalLinfConfig
+    norm = "linf"
+
+    def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
+        self.perturbation = {"noise": torch.zeros(info.image_shape, device=device, requires_grad=True)}
+
+    def apply(self, x: Tensor, y: Tensor | None = None, generator: Any = None) -> Tensor:
+        return (x + self.perturbation["noise"]).clamp(0, 1)
+
+    def training_loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+        target = self.task.sample_targets(y, generator) if self.targeted else None
+        return -self.task.attack_loss(model(self.apply(x)), y, target).mean()
+
+    def project(self) -> None:
+        with torch.no_grad():
+            self.perturbation["noise"].clamp_(-self.params.eps, self.params.eps)

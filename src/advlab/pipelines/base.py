@@ -1,0 +1,42 @@
+"""Pipelines: what one run does with its composed components.
+
+``pipeline=standard`` (the default) fits the victim when needed, optimises a universal perturbation when the
+attack is one, and evaluates clean and under the attack. Paper experiments that chain several stages (train
+generators, compare several defenses, evaluate a transfer matrix ...) register their own pipeline here with a
+typed ``Config`` (the ``pipeline`` config group) and receive a :class:`advlab.runner.RunContext`, which
+builds components, prepares (trains or loads) victims and records metrics. A pipeline returns its final
+metrics and any extra fields for ``results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from advlab.registry import ComponentConfig, Registry
+
+if TYPE_CHECKING:
+    from advlab.runner import RunContext
+
+
+@dataclasses.dataclass
+class PipelineConfig(ComponentConfig):
+    pass
+
+
+class Pipeline:
+    Config = PipelineConfig
+    registered_name = "pipeline"
+
+    def __init__(self, params: Any):
+        self.params = params
+
+    def check(self, ctx: RunContext) -> None:
+        """Validate everything the pipeline needs beyond the run's spec, before any work."""
+
+    def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
+        """Do the work; return (final metrics, extra results.json fields)."""
+        raise NotImplementedError
+
+
+PIPELINES: Registry[Pipeline] = Registry("pipeline", "pipeline")
