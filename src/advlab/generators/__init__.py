@@ -1,0 +1,1 @@
+"""Image generators (attribute-conditional editors) used by generative attacks."""
