@@ -55,7 +55,13 @@ def figure3(run: dict, path: Path) -> Path:
         ax = axes[0, col]
         for i, g_tag in enumerate(tags):
             vals = [100 * sa["asr_per_attribute"][a][f"g{g_tag}_t{t_tag}"] for a in attrs]
-            ax.bar(x + (i - (len(tags) - 1) / 2) * width, vals, width, label=f"G-FPR {g_tag}", color=colours[i % 4])
+            ax.bar(
+                x + (i - (len(tags) - 1) / 2) * width,
+                vals,
+                width,
+                label=f"G-FPR {g_tag}",
+                color=colours[i % 4],
+            )
         ax.set_xticks(x)
         ax.set_xticklabels(attrs, rotation=60, ha="right", fontsize=7)
         ax.set_ylim(0, 100)
@@ -77,8 +83,17 @@ def asr_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         how = sa["attack"] if sa["attack"] != "semantic_adv" else f"semantic_adv/{sa['interpolation']}"
         for g, per_t in sa["asr"].items():
             for t, v in per_t.items():
-                rows.append([r["_run"], r.get("victim", {}).get("name", "?"), how, g, t, f"{100 * v:.2f}",
-                             f"{100 * sa['asr_instance'][g][t]:.2f}"])
+                rows.append(
+                    [
+                        r["_run"],
+                        r.get("victim", {}).get("name", "?"),
+                        how,
+                        g,
+                        t,
+                        f"{100 * v:.2f}",
+                        f"{100 * sa['asr_instance'][g][t]:.2f}",
+                    ]
+                )
     return header, rows
 
 
@@ -101,7 +116,10 @@ def transfer_tables(runs: list[dict]) -> list[tuple[str, list[str], list[list[st
     out = []
     for (g, t), table in sorted(cells.items()):
         header = [f"G-FPR {g} / T-FPR {t}", *targets]
-        rows = [[src, *[("" if tgt not in row else f"{100 * row[tgt]:.2f}") for tgt in targets]] for src, row in table.items()]
+        rows = [
+            [src, *[("" if tgt not in row else f"{100 * row[tgt]:.2f}") for tgt in targets]]
+            for src, row in table.items()
+        ]
         out.append((f"{g}_{t}", header, rows))
     return out
 

@@ -30,7 +30,9 @@ INFO = DataInfo(10, (3, 16, 16), [str(i) for i in range(10)], (0.5,) * 3, (0.5,)
 
 
 def verification(threshold: float = 1.0) -> Verification:
-    return Verification(parse_config(Verification.Config, {"name": "verification", "threshold": threshold}, "task"), INFO)
+    return Verification(
+        parse_config(Verification.Config, {"name": "verification", "threshold": threshold}, "task"), INFO
+    )
 
 
 # ---- thresholds and verification metrics ------------------------------------------------------------------
@@ -65,7 +67,9 @@ def test_pair_distances_and_normalised_distance_by_hand():
     genuine, impostor = pair_distances(emb, ids)
     assert genuine.tolist() == pytest.approx([0.0])
     assert sorted(impostor.tolist()) == pytest.approx([2**0.5, 2**0.5])
-    assert embedding_distance(torch.tensor([[1.0, 0.0]]), torch.tensor([[-5.0, 0.0]])).item() == pytest.approx(2.0)
+    assert embedding_distance(
+        torch.tensor([[1.0, 0.0]]), torch.tensor([[-5.0, 0.0]])
+    ).item() == pytest.approx(2.0)
 
 
 def test_verification_success_rule():
@@ -154,7 +158,13 @@ def test_alpha_stays_in_its_clamp_range(interpolation):
     c = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     target = torch.randn(2, 8)
     attack = semantic_adv(
-        interpolation=interpolation, lr=5.0, steps=6, recon_steps=2, alpha_min=0.6, alpha_max=1.0, early_stop=False
+        interpolation=interpolation,
+        lr=5.0,
+        steps=6,
+        recon_steps=2,
+        alpha_min=0.6,
+        alpha_max=1.0,
+        early_stop=False,
     )
     res = attack.run(victim, g, x, c, victim(x).detach(), target, [0, 1, 2])
     assert res.alpha.min() >= 0.6 - 1e-7 and res.alpha.max() <= 1.0 + 1e-7
@@ -219,11 +229,17 @@ def celeba_root(tmp_path):
     partition = [0, 0, 0, 0, 0, 1, 1, 2, 2]
     attrs = rng.integers(0, 2, size=(len(files), 40))
     for f in files:
-        Image.fromarray(rng.integers(0, 255, size=(218, 178, 3), dtype=np.uint8)).save(root / "img_align_celeba" / f)
+        Image.fromarray(rng.integers(0, 255, size=(218, 178, 3), dtype=np.uint8)).save(
+            root / "img_align_celeba" / f
+        )
     rows = [f"{f} " + " ".join("1" if v else "-1" for v in a) for f, a in zip(files, attrs)]
-    (root / "list_attr_celeba.txt").write_text(f"{len(files)}\n" + " ".join(ATTR_NAMES) + "\n" + "\n".join(rows) + "\n")
+    (root / "list_attr_celeba.txt").write_text(
+        f"{len(files)}\n" + " ".join(ATTR_NAMES) + "\n" + "\n".join(rows) + "\n"
+    )
     (root / "identity_CelebA.txt").write_text("\n".join(f"{f} {i}" for f, i in zip(files, identities)) + "\n")
-    (root / "list_eval_partition.txt").write_text("\n".join(f"{f} {p}" for f, p in zip(files, partition)) + "\n")
+    (root / "list_eval_partition.txt").write_text(
+        "\n".join(f"{f} {p}" for f, p in zip(files, partition)) + "\n"
+    )
     return root, attrs
 
 
@@ -257,9 +273,9 @@ def test_celeba_loader_on_its_fixture(celeba_root):
 def test_celeba_errors_name_the_problem(celeba_root, tmp_path):
     root, _ = celeba_root
     with pytest.raises(DatasetNotFoundError, match="list_eval_partition.txt"):
-        celeba(tmp_path).info
+        _ = celeba(tmp_path).info
     with pytest.raises(DatasetNotFoundError, match="Not_An_Attribute"):
-        celeba(root, attributes=["Smiling", "Not_An_Attribute"]).info
+        _ = celeba(root, attributes=["Smiling", "Not_An_Attribute"]).info
 
 
 # ---- config errors ---------------------------------------------------------------------------------------
@@ -345,8 +361,14 @@ def test_semantic_adv_pipeline_end_to_end(tmp_path):
 
     res = run(make_cfg("experiment=semanticadv_synth", *TINY), tmp_path / "feature")
     m = res["metrics"]
-    for key in ("attack/asr", "attack/asr_instance", "attack/asr_g5e-2_t1e-2", "attack/asr_g1e-2_t5e-2",
-                "clean/threshold_5e-2", "attack/asr_Eyeglasses"):
+    for key in (
+        "attack/asr",
+        "attack/asr_instance",
+        "attack/asr_g5e-2_t1e-2",
+        "attack/asr_g1e-2_t5e-2",
+        "clean/threshold_5e-2",
+        "attack/asr_Eyeglasses",
+    ):
         assert key in m, key
     table = res["semantic_adv"]
     assert set(table["asr"]) == {"5e-2", "1e-2"} and len(table["asr_per_attribute"]) == 5
@@ -360,14 +382,106 @@ def test_semantic_adv_pipeline_end_to_end(tmp_path):
         assert (tmp_path / "feature" / name).is_file()
     assert res["generator"]["source"] == "trained" and res["victim"]["source"] == "trained"
     # second run (attribute interpolation, C&W with a transfer victim) reuses the cached victim and generator
-    res2 = run(make_cfg("experiment=semanticadv_synth", *TINY, "attack.interpolation=attribute"), tmp_path / "attr")
+    res2 = run(
+        make_cfg("experiment=semanticadv_synth", *TINY, "attack.interpolation=attribute"), tmp_path / "attr"
+    )
     assert res2["generator"]["source"] == "cache" and res2["victim"]["source"] == "cache"
     res3 = run(
         make_cfg(
-            "experiment=semanticadv_synth", *TINY, "attack=cw_l2", "attack.targeted=true", "attack.steps=5",
-            "attack.binary_search_steps=2", "+pipeline.transfer_victims=[{name: smallcnn, width: 4, hidden: 16}]",
+            "experiment=semanticadv_synth",
+            *TINY,
+            "attack=cw_l2",
+            "attack.targeted=true",
+            "attack.steps=5",
+            "attack.binary_search_steps=2",
+            "+pipeline.transfer_victims=[{name: smallcnn, width: 4, hidden: 16}]",
         ),
         tmp_path / "cw",
     )
     assert "attack/asr" in res3["metrics"] and "smallcnn" in res3["semantic_adv"]["transfer"]
-    assert json.loads((tmp_path / "cw" / "results.json").read_text())["semantic_adv"]["attributes"] == ["pixel"]
+    assert json.loads((tmp_path / "cw" / "results.json").read_text())["semantic_adv"]["attributes"] == [
+        "pixel"
+    ]
+
+
+def test_stargan_training_resumes_exactly(tmp_path):
+    """Two iterations, a 'kill', two more from the checkpoint == four uninterrupted iterations."""
+    from advlab.loops.stargan_fit import GANTrainConfig, fit_stargan
+
+    cls = DATASETS.get("synthfaces")
+    data = cls(
+        parse_config(
+            cls.Config,
+            {
+                "name": "synthfaces",
+                "size": 16,
+                "train_identities": 4,
+                "dev_identities": 2,
+                "test_identities": 2,
+                "images_per_identity": 4,
+            },
+            "dataset",
+        ),
+        seed=0,
+    )
+
+    def params(iters):
+        return parse_config(
+            GANTrainConfig,
+            {
+                "iters": iters,
+                "batch_size": 4,
+                "decay_iters": 0,
+                "checkpoint_every": 1,
+                "n_critic": 2,
+                "lambda_paired": 1.0,
+            },
+            "gan_train",
+        )
+
+    def nets():
+        torch.manual_seed(0)
+        return StarGANGenerator(5, 4, 1), StarGANDiscriminator(16, 5, 4, 2)
+
+    g_full, d_full = nets()
+    fit_stargan(g_full, d_full, data, params(4), torch.device("cpu"), 0, tmp_path / "full.pt")
+    g_a, d_a = nets()
+    fit_stargan(g_a, d_a, data, params(2), torch.device("cpu"), 0, tmp_path / "resume.pt")
+    g_b, d_b = nets()  # a fresh process: new networks, state from the file
+    fit_stargan(g_b, d_b, data, params(4), torch.device("cpu"), 0, tmp_path / "resume.pt")
+    for a, b in zip(g_full.state_dict().values(), g_b.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    for a, b in zip(d_full.state_dict().values(), d_b.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(next(iter(g_full.parameters())), next(iter(nets()[0].parameters())))
+
+
+def test_synthfaces_identities_attributes_and_counterfactuals():
+    cls = DATASETS.get("synthfaces")
+    dm = cls(
+        parse_config(
+            cls.Config,
+            {
+                "name": "synthfaces",
+                "size": 24,
+                "train_identities": 5,
+                "dev_identities": 3,
+                "test_identities": 2,
+                "images_per_identity": 3,
+            },
+            "dataset",
+        ),
+        seed=0,
+    )
+    ids = {s: set(dm.identities(s).tolist()) for s in ("train", "dev", "test")}
+    assert len(ids["train"]) == 5 and not ids["train"] & ids["dev"] and not ids["dev"] & ids["test"]
+    x, y = dm.dataset("test")[0]
+    assert x.shape == (3, 24, 24) and 0 <= float(x.min()) and float(x.max()) <= 1
+    idx = torch.arange(len(dm.identities("test")))
+    a = dm.attributes("test")
+    assert torch.allclose(dm.counterfactuals("test", idx, a), dm.images("test").tensors[0], atol=1e-6)
+    flipped = a.clone()
+    flipped[:, 1] = 1 - flipped[:, 1]  # eyeglasses on/off changes the image
+    assert (dm.counterfactuals("test", idx, flipped) - dm.images("test").tensors[0]).abs().amax(
+        dim=(1, 2, 3)
+    ).min() > 0.1

@@ -68,7 +68,9 @@ class SemanticAdvConfig(AttackConfig):
         )
         check(self.tv_weight >= 0, f"{key}.tv_weight", "must be >= 0")
         if self.attributes is not None:
-            check(len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute or be null")
+            check(
+                len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute or be null"
+            )
 
 
 def tv_loss(alpha: Tensor) -> Tensor:
@@ -119,7 +121,9 @@ class SemanticAdv(Attack):
             return list(range(len(names)))
         unknown = [a for a in self.params.attributes if a not in names]
         if unknown:
-            raise ConfigError(f"attack.attributes: {unknown} are not generator attributes ({', '.join(names)})")
+            raise ConfigError(
+                f"attack.attributes: {unknown} are not generator attributes ({', '.join(names)})"
+            )
         return [names.index(a) for a in self.params.attributes]
 
     def reconstruct(self, generator: AttributeGenerator, x: Tensor, c: Tensor) -> Tensor:
@@ -137,8 +141,14 @@ class SemanticAdv(Attack):
         return x_in.detach()
 
     def synthesize(
-        self, generator: AttributeGenerator, alpha: Tensor, x_in: Tensor, c: Tensor, c_new: Tensor,
-        f0: Tensor | None = None, f1: Tensor | None = None,
+        self,
+        generator: AttributeGenerator,
+        alpha: Tensor,
+        x_in: Tensor,
+        c: Tensor,
+        c_new: Tensor,
+        f0: Tensor | None = None,
+        f1: Tensor | None = None,
     ) -> Tensor:
         """``T_G(alpha; x', c, c_new)`` for rows of ``x_in``/``c``/``c_new``; ``f0``/``f1`` are the precomputed
         feature maps ``G_enc(x', c)``/``G_enc(x', c_new)`` (feature interpolation)."""

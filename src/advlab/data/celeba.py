@@ -78,12 +78,16 @@ def _read_table(path: Path, skip: int) -> list[list[str]]:
 
 
 @functools.lru_cache(maxsize=2)
-def load_celeba_annotations(root: str, attributes: tuple[str, ...]) -> dict[str, tuple[list[str], Tensor, Tensor]]:
+def load_celeba_annotations(
+    root: str, attributes: tuple[str, ...]
+) -> dict[str, tuple[list[str], Tensor, Tensor]]:
     """``{split: (file names, identities [N], attributes [N, A] in {0,1})}``."""
     root_p = Path(root)
     attr_lines = (root_p / "list_attr_celeba.txt").read_text().splitlines()
     if len(attr_lines) < 2:
-        raise DatasetNotFoundError(f"dataset.root: '{root_p / 'list_attr_celeba.txt'}' is malformed (too short)")
+        raise DatasetNotFoundError(
+            f"dataset.root: '{root_p / 'list_attr_celeba.txt'}' is malformed (too short)"
+        )
     names = attr_lines[1].split()
     missing = [a for a in attributes if a not in names]
     if missing:
@@ -138,9 +142,13 @@ class CelebAImages(Dataset):
         crop = min(self.crop, w, h)
         left, top = (w - crop) // 2, min(self.crop_top, h - crop)
         img = img.crop((left, top, left + crop, top + crop)).resize((self.size, self.size), Image.BICUBIC)
-        return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3).permute(
-            2, 0, 1
-        ).float().div(255)
+        return (
+            torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            .view(self.size, self.size, 3)
+            .permute(2, 0, 1)
+            .float()
+            .div(255)
+        )
 
 
 @DATASETS.register("celeba")

@@ -73,7 +73,9 @@ def draw_identities(n: int, generator: torch.Generator) -> dict[str, Tensor]:
 
     tone = uni(0, 1, 1)  # skin tone from dark to light along a skin-colour line
     skin = torch.cat([0.35 + 0.55 * tone, 0.22 + 0.5 * tone, 0.15 + 0.45 * tone], 1) + uni(-0.05, 0.05, 3)
-    hair_palette = torch.tensor([[0.08, 0.06, 0.05], [0.30, 0.18, 0.10], [0.50, 0.22, 0.10], [0.2, 0.2, 0.22]])
+    hair_palette = torch.tensor(
+        [[0.08, 0.06, 0.05], [0.30, 0.18, 0.10], [0.50, 0.22, 0.10], [0.2, 0.2, 0.22]]
+    )
     hair = hair_palette[torch.randint(0, 4, (n,), generator=generator)] + uni(-0.04, 0.04, 3)
     iris_palette = torch.tensor([[0.25, 0.15, 0.05], [0.2, 0.4, 0.7], [0.25, 0.5, 0.3], [0.1, 0.1, 0.1]])
     iris = iris_palette[torch.randint(0, 4, (n,), generator=generator)]
@@ -143,7 +145,12 @@ def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Ten
     ey = p["eye_dy"]
     for side in (-1.0, 1.0):
         ex = side * p["eye_dx"]
-        brow = _soft(torch.maximum((u - ex).abs() - p["eye_r"] * 1.4, (v - (ey - p["brow_gap"] - p["eye_r"])).abs() - 0.025), soft)
+        brow = _soft(
+            torch.maximum(
+                (u - ex).abs() - p["eye_r"] * 1.4, (v - (ey - p["brow_gap"] - p["eye_r"])).abs() - 0.025
+            ),
+            soft,
+        )
         img = _paint(img, brow, p["hair"].view(b, 3) * 0.7)
         eye_sd = _ellipse(u, v, ex, ey, p["eye_r"] * 1.3, p["eye_r"])
         img = _paint(img, _soft(eye_sd, soft), torch.full((b, 3), 0.95))
@@ -155,7 +162,9 @@ def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Ten
     bridge = _soft(torch.maximum(u.abs() - (p["eye_dx"] - p["eye_r"] * 2.0), (v - ey).abs() - 0.025), soft)
     img = _paint(img, glasses * bridge, torch.full((b, 3), 0.06))
     # nose: a darker vertical stroke
-    nose = _soft(torch.maximum(u.abs() - 0.03, (v - (ey + p["nose_len"] / 2 + 0.05)).abs() - p["nose_len"] / 2), soft)
+    nose = _soft(
+        torch.maximum(u.abs() - 0.03, (v - (ey + p["nose_len"] / 2 + 0.05)).abs() - p["nose_len"] / 2), soft
+    )
     img = _paint(img, nose, p["skin"].view(b, 3) * 0.72)
     # mouth: straight line, or a curved open smile with teeth
     mw, my = p["mouth_w"], p["mouth_y"]
@@ -168,7 +177,9 @@ def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Ten
     img = _paint(img, lip, torch.tensor([[0.62, 0.18, 0.2]]).expand(b, 3))
     # hat: crown and brim over the top of the head
     hat_colour = nuisance["hat"]
-    crown = _soft(_ellipse(u, v, zero, zero - fb * 0.85, fa * 0.95, fb * 0.55), soft) * _soft(v + fb * 0.5, soft)
+    crown = _soft(_ellipse(u, v, zero, zero - fb * 0.85, fa * 0.95, fb * 0.55), soft) * _soft(
+        v + fb * 0.5, soft
+    )
     brim = _soft(torch.maximum(u.abs() - fa * 1.35, (v + fb * 0.55).abs() - 0.06), soft)
     img = _paint(img, hat * torch.maximum(crown, brim), hat_colour)
     # lighting and sensor noise
@@ -203,15 +214,30 @@ def make_synthfaces(
 
 def render(params: dict[str, Tensor], attrs: Tensor, index: Tensor, chunk: int = 512) -> Tensor:
     """Draw the images ``index`` of a split's parameters with attributes ``attrs`` [len(index), 5]."""
-    ident_keys = ("face_a", "face_b", "skin", "hair", "iris", "eye_dx", "eye_dy", "eye_r", "brow_gap",
-                  "nose_len", "mouth_y", "mouth_w")
+    ident_keys = (
+        "face_a",
+        "face_b",
+        "skin",
+        "hair",
+        "iris",
+        "eye_dx",
+        "eye_dy",
+        "eye_r",
+        "brow_gap",
+        "nose_len",
+        "mouth_y",
+        "mouth_w",
+    )
     parts = []
     for s in range(0, len(index), chunk):
         i = index[s : s + chunk]
         rows = {k: t[i] for k, t in params.items()}
         parts.append(
-            draw_faces({k: rows[k] for k in ident_keys}, {k: v for k, v in rows.items() if k not in ident_keys},
-                       attrs[s : s + chunk])
+            draw_faces(
+                {k: rows[k] for k in ident_keys},
+                {k: v for k, v in rows.items() if k not in ident_keys},
+                attrs[s : s + chunk],
+            )
         )
     return torch.cat(parts)
 

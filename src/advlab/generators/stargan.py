@@ -65,7 +65,11 @@ class StarGANGenerator(nn.Module):
         ]
         ch = conv_dim
         for _ in range(2):
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), InstanceNorm(ch * 2), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                InstanceNorm(ch * 2),
+                nn.ReLU(inplace=True),
+            ]
             ch *= 2
         layers += [ResidualBlock(ch) for _ in range(repeat_num)]
         for _ in range(2):
@@ -159,7 +163,9 @@ class AttributeGenerator(nn.Module):
 def checkpoint_c_dim(state: dict[str, Tensor]) -> int:
     """Number of attributes a StarGAN generator state_dict was trained with (input channels - 3)."""
     if "main.0.weight" not in state:
-        raise CheckpointError("generator checkpoint has no 'main.0.weight': not a StarGAN generator state_dict")
+        raise CheckpointError(
+            "generator checkpoint has no 'main.0.weight': not a StarGAN generator state_dict"
+        )
     return int(state["main.0.weight"].shape[1]) - 3
 
 

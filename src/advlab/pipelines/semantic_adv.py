@@ -70,7 +70,9 @@ class StarGANConfig:
 
     def validate(self, key: str) -> None:
         check(self.conv_dim >= 4 and self.d_conv_dim >= 4, key, "conv_dim and d_conv_dim must be >= 4")
-        check(self.repeat_num >= 1 and self.d_repeat_num >= 1, key, "repeat_num and d_repeat_num must be >= 1")
+        check(
+            self.repeat_num >= 1 and self.d_repeat_num >= 1, key, "repeat_num and d_repeat_num must be >= 1"
+        )
 
 
 @dataclasses.dataclass
@@ -143,7 +145,9 @@ def prepare_generator(
         "dataset": dataset,
         "generator": dataclasses.asdict(gcfg),
         "gan_train": {
-            k: v for k, v in dataclasses.asdict(params.gan_train).items() if k not in ("checkpoint_every", "log_every")
+            k: v
+            for k, v in dataclasses.asdict(params.gan_train).items()
+            if k not in ("checkpoint_every", "log_every")
         },
         "attributes": attrs,
         "seed": spec.seed,
@@ -167,7 +171,12 @@ def prepare_generator(
             atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, path)
             atomic_write_text(path.with_suffix(".json"), stable_json(key_parts))
             resume.unlink(missing_ok=True)
-            info = {"source": "trained", "path": str(path), "key": key, "train_time_s": round(time.perf_counter() - t0, 2)}
+            info = {
+                "source": "trained",
+                "path": str(path),
+                "key": key,
+                "train_time_s": round(time.perf_counter() - t0, 2),
+            }
     return AttributeGenerator(net, feature_layer).to(spec.device).eval(), info
 
 
@@ -178,7 +187,9 @@ def stable_json(obj: Any) -> str:
 
 
 @torch.no_grad()
-def embed(model: torch.nn.Module, data: FaceAttributeData, split: str, index: Tensor, device, batch: int = 256) -> Tensor:
+def embed(
+    model: torch.nn.Module, data: FaceAttributeData, split: str, index: Tensor, device, batch: int = 256
+) -> Tensor:
     out = []
     for s in range(0, len(index), batch):
         out.append(model(data.load_images(split, index[s : s + batch]).to(device)).float())
@@ -200,7 +211,9 @@ def choose_thresholds(
     metrics = {}
     for f, t in zip(params.fprs, thresholds):
         metrics[f"clean/threshold_{fpr_tag(f)}"] = t
-        metrics[f"clean/tar_{fpr_tag(f)}"] = float((genuine < t).float().mean()) if genuine.numel() else float("nan")
+        metrics[f"clean/tar_{fpr_tag(f)}"] = (
+            float((genuine < t).float().mean()) if genuine.numel() else float("nan")
+        )
         metrics[f"clean/far_{fpr_tag(f)}"] = float((impostor.cpu() < t).float().mean())
     return thresholds, metrics
 
@@ -262,18 +275,27 @@ class SemanticAdvPipeline(Pipeline):
         from advlab.data.base import DATASETS
 
         if not issubclass(DATASETS.get(spec.dataset.name), FaceAttributeData):
-            raise ConfigError(f"pipeline=semantic_adv needs a face dataset with identities and attributes "
-                              f"(celeba, synthfaces), got dataset={spec.dataset.name}")
+            raise ConfigError(
+                f"pipeline=semantic_adv needs a face dataset with identities and attributes "
+                f"(celeba, synthfaces), got dataset={spec.dataset.name}"
+            )
         if spec.task.name != "verification":
             raise ConfigError(f"pipeline=semantic_adv needs task=verification (got {spec.task.name})")
         if spec.attack.name not in ("semantic_adv", "cw_l2"):
-            raise ConfigError(f"pipeline=semantic_adv runs attack=semantic_adv or attack=cw_l2 (got {spec.attack.name})")
+            raise ConfigError(
+                f"pipeline=semantic_adv runs attack=semantic_adv or attack=cw_l2 (got {spec.attack.name})"
+            )
         if spec.attack.name == "cw_l2" and not spec.attack.targeted:
-            raise ConfigError("attack.targeted: the SemanticAdv verification experiment is targeted; set it to true")
+            raise ConfigError(
+                "attack.targeted: the SemanticAdv verification experiment is targeted; set it to true"
+            )
         if spec.attack.name == "semantic_adv" and not spec.attack.targeted:
-            raise ConfigError("attack.targeted: pipeline=semantic_adv attacks towards target identities; set true")
+            raise ConfigError(
+                "attack.targeted: pipeline=semantic_adv attacks towards target identities; set true"
+            )
         for node_key, vspec in [("victim", spec.victim)] + [
-            (f"pipeline.transfer_victims[{i}]", ctx.sub_spec({"victim": v}).victim) for i, v in enumerate(p.transfer_victims)
+            (f"pipeline.transfer_victims[{i}]", ctx.sub_spec({"victim": v}).victim)
+            for i, v in enumerate(p.transfer_victims)
         ]:
             if not VICTIMS.get(vspec.name).trainable and not vspec.checkpoint:
                 raise ConfigError(
@@ -362,7 +384,10 @@ class SemanticAdvPipeline(Pipeline):
             with torch.no_grad():
                 chunk = max(256 // k, 1)
                 adv_emb = torch.cat(
-                    [model(x_adv_all[i : i + chunk].flatten(0, 1).to(spec.device)) for i in range(0, n, chunk)]
+                    [
+                        model(x_adv_all[i : i + chunk].flatten(0, 1).to(spec.device))
+                        for i in range(0, n, chunk)
+                    ]
                 )
             d = embedding_distance(adv_emb, tgt_emb.repeat_interleave(k, dim=0)).view(n, k).cpu()
             dists[g_tag], adv_sets[g_tag] = d, x_adv_all
@@ -428,9 +453,17 @@ class SemanticAdvPipeline(Pipeline):
                 rows = torch.nonzero(ok_src)[:, 0]
                 table[g_tag] = {}
                 with torch.no_grad():
-                    emb = torch.cat([other(x[i : i + 256].to(spec.device)) for i in range(0, len(x), 256)]) if len(x) else None
+                    emb = (
+                        torch.cat([other(x[i : i + 256].to(spec.device)) for i in range(0, len(x), 256)])
+                        if len(x)
+                        else None
+                    )
                 for t_tag, t_thr in zip(tags, other_thr):
-                    v = float((embedding_distance(emb, tgt[rows]) < t_thr).float().mean()) if emb is not None else float("nan")
+                    v = (
+                        float((embedding_distance(emb, tgt[rows]) < t_thr).float().mean())
+                        if emb is not None
+                        else float("nan")
+                    )
                     table[g_tag][t_tag] = v
                     metrics[f"transfer/asr_{name}_g{g_tag}_t{t_tag}"] = v
             out[name] = {"thresholds": other_thr, "asr": table}
@@ -455,7 +488,8 @@ class SemanticAdvPipeline(Pipeline):
             k = x_edit.shape[1]
             idx = [data.attribute_names.index(a) for a in attr_names]
             titles = [
-                f"{'-' if c[0, i] > 0.5 else '+'}{a} d={float(d[0, j]):.2f}" for j, (i, a) in enumerate(zip(idx, attr_names))
+                f"{'-' if c[0, i] > 0.5 else '+'}{a} d={float(d[0, j]):.2f}"
+                for j, (i, a) in enumerate(zip(idx, attr_names))
             ]
             rows = [
                 ("source", x[:1].expand(k, -1, -1, -1)),
@@ -463,7 +497,9 @@ class SemanticAdvPipeline(Pipeline):
                 ("adversarial", x_adv[0]),
             ]
             path = _save_grid(rows, titles, ctx.run_dir / f"semanticadv_attributes_g{g_tag}.png")
-            ctx.recorder.image(f"examples_attributes_g{g_tag}", path, caption=f"every attribute, G-FPR {g_tag}")
+            ctx.recorder.image(
+                f"examples_attributes_g{g_tag}", path, caption=f"every attribute, G-FPR {g_tag}"
+            )
 
 
 def _dataset_attributes(spec) -> list[str] | None:

@@ -65,7 +65,9 @@ def pair_distances(
         i = torch.randint(0, n, (max_pairs,), generator=generator).to(emb.device)
         j = torch.randint(0, n - 1, (max_pairs,), generator=generator).to(emb.device)
         j = j + (j >= i).long()  # j != i
-    d = torch.cat([(e[i[s : s + 1 << 20]] - e[j[s : s + 1 << 20]]).norm(dim=1) for s in range(0, len(i), 1 << 20)])
+    d = torch.cat(
+        [(e[i[s : s + 1 << 20]] - e[j[s : s + 1 << 20]]).norm(dim=1) for s in range(0, len(i), 1 << 20)]
+    )
     same = ids.to(emb.device)[i] == ids.to(emb.device)[j]
     return d[same], d[~same]
 
