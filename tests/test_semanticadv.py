@@ -485,3 +485,39 @@ def test_synthfaces_identities_attributes_and_counterfactuals():
     assert (dm.counterfactuals("test", idx, flipped) - dm.images("test").tensors[0]).abs().amax(
         dim=(1, 2, 3)
     ).min() > 0.1
+
+
+def test_table_builder_renders_figure3_and_transfer(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sat", "scripts/semanticadv_tables.py")
+    sat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sat)
+
+    def payload(victim, attack, interp, transfer):
+        tags = ["1e-3", "1e-4"]
+        return {
+            "victim": {"name": victim},
+            "metrics": {},
+            "semantic_adv": {
+                "attack": attack,
+                "interpolation": interp,
+                "attributes": ["Smiling", "Eyeglasses"],
+                "asr": {g: {t: 0.5 if t == "1e-3" else 0.25 for t in tags} for g in tags},
+                "asr_instance": {g: {t: 0.75 for t in tags} for g in tags},
+                "asr_per_attribute": {a: {f"g{g}_t{t}": 0.4 for g in tags for t in tags} for a in ["Smiling", "Eyeglasses"]},
+                "transfer": transfer,
+            },
+        }
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    t = {"face_resnet50": {"thresholds": [1.0, 0.8], "asr": {"1e-3": {"1e-3": 0.125, "1e-4": 0.0625}, "1e-4": {"1e-3": 0.5, "1e-4": 0.25}}}}
+    (tmp_path / "a" / "results.json").write_text(json.dumps(payload("face_resnet101", "semantic_adv", "feature", t)))
+    (tmp_path / "b" / "results.json").write_text(json.dumps(payload("face_resnet101", "cw_l2", None, {})))
+    assert sat.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "semanticadv_fig3_a.png").stat().st_size > 1000
+    asr = (tmp_path / "out" / "semanticadv_asr.md").read_text()
+    assert "semantic_adv/feature" in asr and "| 50.00 | 75.00 |" in asr and "cw_l2" in asr
+    transfer = (tmp_path / "out" / "semanticadv_transfer.md").read_text()
+    assert "| face_resnet101 | 12.50 | 50.00 |" in transfer  # G 1e-3 / T 1e-3: transfer 12.5, white-box 50

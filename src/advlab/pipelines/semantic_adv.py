@@ -357,9 +357,14 @@ class SemanticAdvPipeline(Pipeline):
         adv_sets: dict[str, Tensor] = {}
         dists: dict[str, Tensor] = {}
         iters_all, t_attack, recon_err = [], 0.0, []
+        keep = bool(
+            p.transfer_victims
+        )  # adversarial images are kept (8-bit, as saved files) only for transfer
+        l2_main = []
         for g, (g_tag, g_thr) in enumerate(zip(tags, thresholds)):
             task.threshold = g_thr
-            x_adv_all = torch.zeros(n, k, *data.info.image_shape)
+            x_adv_all = torch.zeros(n, k, *data.info.image_shape, dtype=torch.uint8) if keep else None
+            d = torch.zeros(n, k)
             grid_src = None
             for s in range(0, n, p.batch_size):
                 sl = slice(s, min(s + p.batch_size, n))
@@ -380,17 +385,16 @@ class SemanticAdvPipeline(Pipeline):
                         grid_src = (x.cpu(), None, x_adv.cpu(), None, sl)
                 t_attack += time.perf_counter() - t0
                 iters_all.append(it.float().flatten().cpu())
-                x_adv_all[sl] = x_adv.cpu()
-            with torch.no_grad():
-                chunk = max(256 // k, 1)
-                adv_emb = torch.cat(
-                    [
-                        model(x_adv_all[i : i + chunk].flatten(0, 1).to(spec.device))
-                        for i in range(0, n, chunk)
-                    ]
-                )
-            d = embedding_distance(adv_emb, tgt_emb.repeat_interleave(k, dim=0)).view(n, k).cpu()
-            dists[g_tag], adv_sets[g_tag] = d, x_adv_all
+                with torch.no_grad():
+                    out = model(x_adv.flatten(0, 1))
+                    d[sl] = embedding_distance(out, tgt.repeat_interleave(k, dim=0)).view(-1, k).cpu()
+                if g == 0:
+                    l2_main.append((x_adv - x[:, None]).flatten(2).norm(dim=2).flatten().cpu())
+                if keep:
+                    x_adv_all[sl] = (x_adv * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+            dists[g_tag] = d
+            if keep:
+                adv_sets[g_tag] = x_adv_all
             asr[g_tag], asr_inst[g_tag] = {}, {}
             for t_tag, t_thr in zip(tags, thresholds):
                 ok = d < t_thr
@@ -412,10 +416,7 @@ class SemanticAdvPipeline(Pipeline):
         metrics["attack/time_per_image_s"] = t_attack / max(n * k * len(tags), 1)
         if recon_err:
             metrics["attack/recon_mse"] = float(torch.cat(recon_err).mean())
-        src_x = data.load_images("test", src_idx)
-        metrics["attack/l2_to_source"] = float(
-            (adv_sets[main] - src_x[:, None]).flatten(2).norm(dim=2).mean()
-        )
+        metrics["attack/l2_to_source"] = float(torch.cat(l2_main).mean())
         transfer = self._transfer(ctx, parts, adv_sets, dists, thresholds, tgt_idx, metrics)
         extra["semantic_adv"] = {
             "interpolation": getattr(attack.params, "interpolation", None),
@@ -449,7 +450,7 @@ class SemanticAdvPipeline(Pipeline):
             table: dict[str, dict[str, float]] = {}
             for g, g_tag in enumerate(tags):
                 ok_src = dists[g_tag] < thresholds[g]
-                x = adv_sets[g_tag][ok_src]
+                x = adv_sets[g_tag][ok_src].float() / 255
                 rows = torch.nonzero(ok_src)[:, 0]
                 table[g_tag] = {}
                 with torch.no_grad():
