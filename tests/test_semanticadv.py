@@ -350,8 +350,12 @@ TINY = [
     "pipeline.gan_train.decay_iters=3",
     "pipeline.gan_train.checkpoint_every=2",
     "pipeline.gan_train.batch_size=8",
+]
+SEMANTIC = [
     "attack.recon_steps=3",
     "attack.steps=5",
+    "pipeline.gan_train.lambda_adv=1",
+    "pipeline.gan_train.lambda_cls=1",
 ]
 
 
@@ -359,7 +363,7 @@ TINY = [
 def test_semantic_adv_pipeline_end_to_end(tmp_path):
     from advlab.runner import run
 
-    res = run(make_cfg("experiment=semanticadv_synth", *TINY), tmp_path / "feature")
+    res = run(make_cfg("experiment=semanticadv_synth", *TINY, *SEMANTIC), tmp_path / "feature")
     m = res["metrics"]
     for key in (
         "attack/asr",
@@ -383,7 +387,8 @@ def test_semantic_adv_pipeline_end_to_end(tmp_path):
     assert res["generator"]["source"] == "trained" and res["victim"]["source"] == "trained"
     # second run (attribute interpolation, C&W with a transfer victim) reuses the cached victim and generator
     res2 = run(
-        make_cfg("experiment=semanticadv_synth", *TINY, "attack.interpolation=attribute"), tmp_path / "attr"
+        make_cfg("experiment=semanticadv_synth", *TINY, *SEMANTIC, "attack.interpolation=attribute"),
+        tmp_path / "attr",
     )
     assert res2["generator"]["source"] == "cache" and res2["victim"]["source"] == "cache"
     res3 = run(
@@ -505,15 +510,24 @@ def test_table_builder_renders_figure3_and_transfer(tmp_path):
                 "attributes": ["Smiling", "Eyeglasses"],
                 "asr": {g: {t: 0.5 if t == "1e-3" else 0.25 for t in tags} for g in tags},
                 "asr_instance": {g: {t: 0.75 for t in tags} for g in tags},
-                "asr_per_attribute": {a: {f"g{g}_t{t}": 0.4 for g in tags for t in tags} for a in ["Smiling", "Eyeglasses"]},
+                "asr_per_attribute": {
+                    a: {f"g{g}_t{t}": 0.4 for g in tags for t in tags} for a in ["Smiling", "Eyeglasses"]
+                },
                 "transfer": transfer,
             },
         }
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    t = {"face_resnet50": {"thresholds": [1.0, 0.8], "asr": {"1e-3": {"1e-3": 0.125, "1e-4": 0.0625}, "1e-4": {"1e-3": 0.5, "1e-4": 0.25}}}}
-    (tmp_path / "a" / "results.json").write_text(json.dumps(payload("face_resnet101", "semantic_adv", "feature", t)))
+    t = {
+        "face_resnet50": {
+            "thresholds": [1.0, 0.8],
+            "asr": {"1e-3": {"1e-3": 0.125, "1e-4": 0.0625}, "1e-4": {"1e-3": 0.5, "1e-4": 0.25}},
+        }
+    }
+    (tmp_path / "a" / "results.json").write_text(
+        json.dumps(payload("face_resnet101", "semantic_adv", "feature", t))
+    )
     (tmp_path / "b" / "results.json").write_text(json.dumps(payload("face_resnet101", "cw_l2", None, {})))
     assert sat.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "semanticadv_fig3_a.png").stat().st_size > 1000
