@@ -535,3 +535,20 @@ def test_table_builder_renders_figure3_and_transfer(tmp_path):
     assert "semantic_adv/feature" in asr and "| 50.00 | 75.00 |" in asr and "cw_l2" in asr
     transfer = (tmp_path / "out" / "semanticadv_transfer.md").read_text()
     assert "| face_resnet101 | 12.50 | 50.00 |" in transfer  # G 1e-3 / T 1e-3: transfer 12.5, white-box 50
+
+
+def test_generator_checkpoint_in_the_reference_layout_loads(tmp_path):
+    from advlab.generators.stargan import load_generator_state
+
+    ref = StarGANGenerator(5, 8, 2)
+    state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}  # old format
+    assert "main.9.main.0.weight" in state and "main.1.running_mean" in state
+    net = StarGANGenerator(5, 8, 2)
+    load_generator_state(net, state, "ref")
+    x, c = torch.rand(1, 3, 16, 16), torch.ones(1, 5)
+    with torch.no_grad():
+        assert torch.allclose(net(x, c), ref(x, c))
+    from advlab.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="conv_dim"):
+        load_generator_state(StarGANGenerator(5, 16, 2), state, "ref")

@@ -178,6 +178,8 @@ def load_generator_state(net: StarGANGenerator, state: dict[str, Tensor], source
             f"{net.c_dim} (dataset.attributes); list the generator's attributes, in its order"
         )
     own = net.state_dict()
+    # checkpoints written before PyTorch 0.4.1 have no norm-layer batch counters; they carry no information
+    state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
     bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
     extra = [k for k in state if k not in own]
     if bad or extra:
