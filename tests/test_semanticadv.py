@@ -294,11 +294,11 @@ def _check(*overrides):
 
 
 def test_mismatched_attribute_counts_fail_with_a_clear_message(tmp_path):
-    with pytest.raises(ConfigError, match="4 attributes .* dataset provides 5"):
+    with pytest.raises(ConfigError, match="4 attributes .* dataset provides 6"):
         _check("pipeline.generator.attributes=[Blond_Hair,Eyeglasses,Smiling,Bangs]")
     ckpt = tmp_path / "g.pt"
     torch.save(StarGANGenerator(17, conv_dim=16, repeat_num=4).state_dict(), ckpt)
-    with pytest.raises(ConfigError, match="trained with 17 attributes but the dataset provides 5"):
+    with pytest.raises(ConfigError, match="trained with 17 attributes but the dataset provides 6"):
         _check(f"pipeline.generator.checkpoint={ckpt}")
     # and at load time, for a generator built directly
     from advlab.generators.stargan import load_generator_state
@@ -375,7 +375,7 @@ def test_semantic_adv_pipeline_end_to_end(tmp_path):
     ):
         assert key in m, key
     table = res["semantic_adv"]
-    assert set(table["asr"]) == {"5e-2", "1e-2"} and len(table["asr_per_attribute"]) == 5
+    assert set(table["asr"]) == {"5e-2", "1e-2"} and len(table["asr_per_attribute"]) == 6
     # instance-wise success >= per-attack success; the looser test threshold accepts at least as much
     for g in table["asr"]:
         for t in table["asr"][g]:
@@ -446,7 +446,7 @@ def test_stargan_training_resumes_exactly(tmp_path):
 
     def nets():
         torch.manual_seed(0)
-        return StarGANGenerator(5, 4, 1), StarGANDiscriminator(16, 5, 4, 2)
+        return StarGANGenerator(6, 4, 1), StarGANDiscriminator(16, 6, 4, 2)
 
     g_full, d_full = nets()
     fit_stargan(g_full, d_full, data, params(4), torch.device("cpu"), 0, tmp_path / "full.pt")

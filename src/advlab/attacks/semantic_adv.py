@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,8 @@ from advlab.errors import AdvlabError, ConfigError
 from advlab.generators.stargan import AttributeGenerator
 from advlab.registry import check
 from advlab.utils import frozen
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -219,6 +222,11 @@ class SemanticAdv(Attack):
                         done |= ok
                     if p.early_stop and bool(done.all()):
                         break
+                    if (it + 1) % 50 == 0:
+                        logger.info(
+                            f"semantic_adv ({p.interpolation}) step {it + 1}/{p.steps}: "
+                            f"{int(done.sum())}/{n} (image, attribute) attacks succeeded"
+                        )
                     opt.zero_grad(set_to_none=True)
                     (loss * (~done).float()).sum().backward()
                     opt.step()

@@ -9,7 +9,8 @@ binary, editable attributes:
 - ``Eyeglasses``: dark rings around the eyes with a bridge;
 - ``Smiling``: a curved, open mouth with teeth instead of a straight one;
 - ``Bangs``: hair over the forehead;
-- ``Wearing_Hat``: a hat with a brim over the top of the head.
+- ``Pale_Skin``: the identity's skin tone blended towards a pale tone;
+- ``Chubby``: a wider, rounder face outline.
 
 Identities are disjoint between the splits (``train`` for the victim and the generator, ``dev`` for choosing
 verification thresholds, ``test`` for the attack pairs), as in face-verification benchmarks. Everything is drawn
@@ -30,7 +31,7 @@ from advlab.data.faces import FaceAttributeData
 from advlab.registry import check
 from advlab.tasks.base import DataInfo
 
-ATTRIBUTES = ["Blond_Hair", "Eyeglasses", "Smiling", "Bangs", "Wearing_Hat"]
+ATTRIBUTES = ["Blond_Hair", "Eyeglasses", "Smiling", "Bangs", "Pale_Skin", "Chubby"]
 ATTRIBUTE_RATE = 0.4  # probability of each attribute per image
 
 
@@ -106,14 +107,13 @@ def draw_nuisance(b: int, size: int, generator: torch.Generator) -> dict[str, Te
         "cx": uni(-0.07, 0.07, 1, 1),
         "cy": uni(-0.05, 0.07, 1, 1),
         "bg": torch.rand(b, 3, generator=generator) * 0.5 + 0.3,
-        "hat": torch.rand(b, 3, generator=generator) * 0.5 + torch.tensor([[0.1, 0.05, 0.3]]),
         "light": uni(0.85, 1.15, 1, 1, 1),
         "noise": 0.015 * torch.randn(b, 3, size, size, generator=generator),
     }
 
 
 def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Tensor) -> Tensor:
-    """Render one image per row of ``ident``/``nuisance`` with binary ``attrs`` [B, 5] -> [B, 3, S, S].
+    """Render one image per row of ``ident``/``nuisance`` with binary ``attrs`` [B, 6] -> [B, 3, S, S].
     Deterministic: the same rows with other attributes give the counterfactual image."""
     b = attrs.shape[0]
     size = nuisance["noise"].shape[-1]
@@ -125,19 +125,22 @@ def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Ten
     v = (v[None] - cy) / scale
     zero = torch.zeros(b, 1, 1)
     p = {k: t.view(b, -1, 1, 1) if t.shape[1] == 3 else t.view(b, 1, 1) for k, t in ident.items()}
-    blond, glasses, smiling, bangs, hat = (attrs[:, i].view(b, 1, 1) for i in range(5))
+    blond, glasses, smiling, bangs, pale, chubby = (attrs[:, i].view(b, 1, 1) for i in range(len(ATTRIBUTES)))
+    skin = p["skin"].view(b, 3) + pale.view(b, 1) * 0.65 * (
+        torch.tensor([[0.96, 0.88, 0.84]]) - p["skin"].view(b, 3)
+    )
 
     bg = nuisance["bg"]
     img = bg[:, :, None, None].expand(b, 3, size, size).clone()
     hair_colour = torch.where(blond.view(b, 1) > 0.5, torch.tensor([[0.93, 0.8, 0.42]]), p["hair"].view(b, 3))
-    fa, fb = p["face_a"], p["face_b"]
+    fa, fb = p["face_a"] * (1 + 0.2 * chubby), p["face_b"] * (1 + 0.05 * chubby)
     # hair behind the head (upper part of a larger ellipse)
     hair_mask = _soft(_ellipse(u, v, zero, zero - 0.06, fa + 0.12, fb + 0.1), soft) * _soft(v - 0.05, soft)
     img = _paint(img, hair_mask, hair_colour)
     # face
     face_sd = _ellipse(u, v, zero, zero, fa, fb)
     face = _soft(face_sd, soft)
-    img = _paint(img, face, p["skin"].view(b, 3))
+    img = _paint(img, face, skin)
     # bangs: hair over the forehead inside the face outline
     fringe_y = -fb * 0.5 + 0.06 * torch.cos(u * 9)
     img = _paint(img, bangs * face * _soft(v - fringe_y, soft), hair_colour)
@@ -165,7 +168,7 @@ def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Ten
     nose = _soft(
         torch.maximum(u.abs() - 0.03, (v - (ey + p["nose_len"] / 2 + 0.05)).abs() - p["nose_len"] / 2), soft
     )
-    img = _paint(img, nose, p["skin"].view(b, 3) * 0.72)
+    img = _paint(img, nose, skin * 0.72)
     # mouth: straight line, or a curved open smile with teeth
     mw, my = p["mouth_w"], p["mouth_y"]
     t = ((u / mw) ** 2).clamp(max=1.0)
@@ -175,13 +178,6 @@ def draw_faces(ident: dict[str, Tensor], nuisance: dict[str, Tensor], attrs: Ten
     teeth = smiling * inside_w * _soft(v - curve + 0.02, soft) * _soft(my - 0.01 - v + smiling * 0.0, soft)
     img = _paint(img, teeth, torch.full((b, 3), 0.97))
     img = _paint(img, lip, torch.tensor([[0.62, 0.18, 0.2]]).expand(b, 3))
-    # hat: crown and brim over the top of the head
-    hat_colour = nuisance["hat"]
-    crown = _soft(_ellipse(u, v, zero, zero - fb * 0.85, fa * 0.95, fb * 0.55), soft) * _soft(
-        v + fb * 0.5, soft
-    )
-    brim = _soft(torch.maximum(u.abs() - fa * 1.35, (v + fb * 0.55).abs() - 0.06), soft)
-    img = _paint(img, hat * torch.maximum(crown, brim), hat_colour)
     # lighting and sensor noise
     img = img * nuisance["light"] + nuisance["noise"]
     return img.clamp(0, 1)
@@ -192,7 +188,7 @@ def make_synthfaces(
     size: int, n_train: int, n_dev: int, n_test: int, per_identity: int, seed: int
 ) -> dict[str, dict[str, Tensor | dict[str, Tensor]]]:
     """``{split: {"images", "identities", "attributes", "params"}}``: images [N,3,S,S], identities [N] (disjoint
-    across splits), attributes [N,5] and the per-image drawing parameters (to render counterfactuals)."""
+    across splits), attributes [N,6] and the per-image drawing parameters (to render counterfactuals)."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     first = 0
@@ -213,7 +209,7 @@ def make_synthfaces(
 
 
 def render(params: dict[str, Tensor], attrs: Tensor, index: Tensor, chunk: int = 512) -> Tensor:
-    """Draw the images ``index`` of a split's parameters with attributes ``attrs`` [len(index), 5]."""
+    """Draw the images ``index`` of a split's parameters with attributes ``attrs`` [len(index), 6]."""
     ident_keys = (
         "face_a",
         "face_b",
