@@ -169,8 +169,26 @@ class MMSegVictim(Victim):
         return out
 
 
-#: types found in the ``meta`` / ``message_hub`` of mmseg model-zoo checkpoints, allowed by weights_only
+class _InertMeta:
+    """Stand-in for training-state objects pickled in a checkpoint's ``message_hub`` (mmengine's
+    ``HistoryBuffer``): built and filled with plain data, never executes anything."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def _inert_getattr(obj: Any, name: str, *default: Any) -> None:
+    """Stand-in for ``builtins.getattr``, which pickles use to reference ``HistoryBuffer``'s methods."""
+    return None
+
+
 def _checkpoint_allow_list() -> list[Any]:
+    """What ``weights_only=True`` may build from an mmseg model-zoo checkpoint besides tensors: numpy arrays,
+    scalars and dtypes (``meta``), and inert stand-ins for the message hub's ``HistoryBuffer`` objects and the
+    ``getattr`` references to their methods (neither the real class nor the real ``getattr`` is allowed)."""
     import numpy as np
 
     allowed: list[Any] = [np.ndarray, np.dtype]
@@ -180,13 +198,18 @@ def _checkpoint_allow_list() -> list[Any]:
         from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
     allowed += [_reconstruct, scalar]
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    try:
-        from mmengine.logging.history_buffer import HistoryBuffer
-
-        allowed.append(HistoryBuffer)
-    except ImportError:  # pragma: no cover
-        pass
+    allowed += [
+        (_InertMeta, "mmengine.logging.history_buffer.HistoryBuffer"),
+        (_inert_getattr, "builtins.getattr"),
+    ]
     return allowed
+
+
+def _allowed_names() -> set[str]:
+    names = set()
+    for g in _checkpoint_allow_list():
+        names.add(g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}")
+    return names
 
 
 def load_mmseg_checkpoint(path: str | os.PathLike, trusted: bool = False) -> dict[str, Tensor]:
@@ -209,7 +232,7 @@ def load_mmseg_checkpoint(path: str | os.PathLike, trusted: bool = False) -> dic
                 unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
             except Exception:
                 unsafe = []
-            allowed = {f"{g.__module__}.{g.__qualname__}" for g in _checkpoint_allow_list()}
+            allowed = _allowed_names()
             unsafe = [g for g in unsafe if g not in allowed]
             what = f"it needs the non-allow-listed globals {unsafe}" if unsafe else f"{type(exc).__name__}"
             raise CheckpointError(
