@@ -146,6 +146,12 @@ def paste_patch(x: Tensor, patch: Tensor, top: Tensor, left: Tensor) -> tuple[Te
     images (differentiable w.r.t. the patch) and the patch masks ``[B, H, W]`` (bool)."""
     b, _, h, w = x.shape
     ph, pw = patch.shape[-2:]
+    if bool((top == top[0]).all() and (left == left[0]).all()):  # one position (centre / corner): pad once
+        t, lft = int(top[0]), int(left[0])
+        placed = F.pad(patch, (lft, w - lft - pw, t, h - t - ph))[None]
+        mask = torch.zeros(h, w, dtype=torch.bool, device=x.device)
+        mask[t : t + ph, lft : lft + pw] = True
+        return torch.where(mask, placed, x), mask.expand(b, h, w)
     rows = torch.arange(h, device=x.device)[None, :] - top.to(x.device)[:, None]  # [B, H]
     cols = torch.arange(w, device=x.device)[None, :] - left.to(x.device)[:, None]  # [B, W]
     inside = ((rows >= 0) & (rows < ph))[:, :, None] & ((cols >= 0) & (cols < pw))[:, None, :]
