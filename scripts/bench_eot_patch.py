@@ -68,8 +68,12 @@ def bench_victim(name: str, args, device) -> dict:
     victim = VICTIMS.build(VICTIMS.parse({"name": name, "init_weights": False})).build(info, 19).to(device)
     attack = ATTACKS.build(
         ATTACKS.parse(
-            {"name": "eot_patch", "patch_size": [args.patch, args.patch], "crop": [ch, cw],
-             "batch_size": args.batch_size}  # fmt: skip
+            {
+                "name": "eot_patch",
+                "patch_size": [args.patch, args.patch],
+                "crop": [ch, cw],
+                "batch_size": args.batch_size,
+            }  # fmt: skip
         ),
         task,
     )

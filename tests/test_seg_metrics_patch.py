@@ -91,7 +91,13 @@ def patch_attack(**kw):
 
 @pytest.mark.parametrize(
     "placement,top,left",
-    [("centre", 4, 5), ("top_left", 0, 0), ("top_right", 0, 11), ("bottom_left", 9, 0), ("bottom_right", 9, 11)],
+    [
+        ("centre", 4, 5),
+        ("top_left", 0, 0),
+        ("top_right", 0, 11),
+        ("bottom_left", 9, 0),
+        ("bottom_right", 9, 11),
+    ],
 )
 def test_patch_lands_where_the_placement_says_and_labels_under_it_are_ignored(placement, top, left):
     attack = patch_attack(placement=placement)
@@ -147,7 +153,9 @@ def test_eot_transforms_apply_the_same_geometry_to_image_and_label():
     assert xt.shape == (4, 3, 48, 48) and yt.shape == (4, 48, 48)
     decoded = (xt[:, 0] * 255).round().long()
     # compare away from block edges (where bilinear mixes two blocks); pixels padded in are ignored / zero
-    interior = (F.max_pool2d(decoded[:, None].float(), 3, 1, 1) == -F.max_pool2d(-decoded[:, None].float(), 3, 1, 1))[:, 0]
+    interior = (
+        F.max_pool2d(decoded[:, None].float(), 3, 1, 1) == -F.max_pool2d(-decoded[:, None].float(), 3, 1, 1)
+    )[:, 0]
     both = interior & (yt != 255) & (decoded != 0)
     assert both.sum() > 1000
     assert torch.equal(decoded[both], yt[both])

@@ -151,7 +151,9 @@ def test_cityscapes_loader_maps_label_ids_to_train_ids(cityscapes_root):
 
 def test_cityscapes_missing_root_or_labels_is_a_clear_error(cityscapes_root, tmp_path):
     with pytest.raises(DatasetNotFoundError, match="leftImg8bit"):
-        DATASETS.build(DATASETS.parse({"name": "cityscapes", "root": str(tmp_path / "nowhere")}), 0).dataset("train")
+        DATASETS.build(DATASETS.parse({"name": "cityscapes", "root": str(tmp_path / "nowhere")}), 0).dataset(
+            "train"
+        )
     next((cityscapes_root / "gtFine" / "train").rglob("*.png")).unlink()
     data = DATASETS.build(DATASETS.parse({"name": "cityscapes", "root": str(cityscapes_root)}), 0)
     with pytest.raises(DatasetNotFoundError, match="no label file"):

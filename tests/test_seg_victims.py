@@ -59,7 +59,9 @@ def test_wrapper_owns_mmseg_normalisation_and_channel_order():
         out = rgb(x)
         bgr(x)
     assert out.shape == (2, 5, 32, 64)
-    by_hand = (x * 255 - mean) / std  # mmseg's convention: RGB in 0-255, normalised with the config's mean/std
+    by_hand = (
+        x * 255 - mean
+    ) / std  # mmseg's convention: RGB in 0-255, normalised with the config's mean/std
     torch.testing.assert_close(seen[0], by_hand, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(seen[1], (x.flip(1) * 255 - mean) / std, rtol=1e-5, atol=1e-4)  # BGR model
     assert not rgb.bgr_input and bgr.bgr_input
@@ -132,12 +134,13 @@ def test_missing_checkpoint_file_is_a_clear_error():
 
 
 def test_mmcv_compat_stand_in_only_when_compiled_ops_are_missing(monkeypatch):
+    import importlib
+
     from advlab.victims.mmcv_compat import ensure_mmcv_ops
 
-    import mmseg.models  # noqa: F401  (imports mmcv.ops)
-
-    ops = sys.modules["mmcv.ops"]
     real = ensure_mmcv_ops()
+    importlib.import_module("mmseg.models")  # mmseg imports mmcv.ops at import time: works either way
+    ops = sys.modules["mmcv.ops"]
     if real:  # a full mmcv install: the real ops are used untouched
         assert not hasattr(ops, "__advlab__")
         return

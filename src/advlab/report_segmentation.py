@@ -45,11 +45,17 @@ def save_segmentation_grid(examples, class_names: list[str], path: Path, ignore_
     import matplotlib.pyplot as plt
 
     k = examples.x.shape[0]
-    rows = [("image", examples.x, None), ("label", None, examples.y), ("clean pred", None, examples.clean_pred)]
+    rows = [
+        ("image", examples.x, None),
+        ("label", None, examples.y),
+        ("clean pred", None, examples.clean_pred),
+    ]
     if examples.x_adv is not None:
         rows += [("attacked", examples.x_adv, None), ("attacked pred", None, examples.adv_pred)]
     h, w = examples.x.shape[-2:]
-    fig, axes = plt.subplots(len(rows), k, figsize=(2.2 * k * w / max(h, w) + 0.5, 2.2 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), k, figsize=(2.2 * k * w / max(h, w) + 0.5, 2.2 * len(rows)), squeeze=False
+    )
     n = len(class_names)
     for r, (title, images, maps) in enumerate(rows):
         for j in range(k):

@@ -58,10 +58,13 @@ def heatmap(sources, targets, adv, clean, metric: str, path: Path) -> Path:
 
     rows = ["clean", *sources]
     values = np.array(
-        [[clean.get(t, np.nan) for t in targets]] + [[adv.get((s, t), np.nan) for t in targets] for s in sources]
+        [[clean.get(t, np.nan) for t in targets]]
+        + [[adv.get((s, t), np.nan) for t in targets] for s in sources]
     )
     fig, ax = plt.subplots(figsize=(1.1 * len(targets) + 2.5, 0.6 * len(rows) + 1.8))
-    im = ax.imshow(values, cmap="viridis", vmin=np.nanmin(values) if np.isfinite(values).any() else 0, vmax=1.0)
+    im = ax.imshow(
+        values, cmap="viridis", vmin=np.nanmin(values) if np.isfinite(values).any() else 0, vmax=1.0
+    )
     ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("target model")
@@ -77,7 +80,9 @@ def heatmap(sources, targets, adv, clean, metric: str, path: Path) -> Path:
     return path
 
 
-def write_matrix(run: dict[str, Any], out: Path, metric: str = "mIoU", title: str = "transfer_matrix") -> dict:
+def write_matrix(
+    run: dict[str, Any], out: Path, metric: str = "mIoU", title: str = "transfer_matrix"
+) -> dict:
     return write_matrix_rows([run], out, metric, title)
 
 

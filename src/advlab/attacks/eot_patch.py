@@ -120,13 +120,23 @@ def eot_transform(
         return xt, None
     fill = torch.tensor([float(ignore_index)], device=x.device, dtype=x.dtype)
     yt = warp_affine(
-        y[:, None].to(x.dtype), m, (ch, cw), mode="nearest", padding_mode="fill", align_corners=True, fill_value=fill
+        y[:, None].to(x.dtype),
+        m,
+        (ch, cw),
+        mode="nearest",
+        padding_mode="fill",
+        align_corners=True,
+        fill_value=fill,
     )
     return xt, yt[:, 0].round().long()
 
 
 def patch_positions(
-    placement: str, image_hw: tuple[int, int], patch_hw: tuple[int, int], n: int, generator: torch.Generator | None
+    placement: str,
+    image_hw: tuple[int, int],
+    patch_hw: tuple[int, int],
+    n: int,
+    generator: torch.Generator | None,
 ) -> tuple[Tensor, Tensor]:
     """Top-left corners ``(top [n], left [n])`` of the patch for ``n`` images."""
     (h, w), (ph, pw) = image_hw, patch_hw

@@ -74,7 +74,9 @@ def render_canvases(
             region = images[i, :, top : top + side, left : left + side]
             images[i, :, top : top + side, left : left + side] = region * (1 - glyph) + colour * glyph
             m = maps[i, top : top + side, left : left + side]
-            maps[i, top : top + side, left : left + side] = torch.where(glyph >= p.threshold, labels[k] + 1, m)
+            maps[i, top : top + side, left : left + side] = torch.where(
+                glyph >= p.threshold, labels[k] + 1, m
+            )
     return images.clamp(0, 1), maps
 
 

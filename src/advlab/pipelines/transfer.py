@@ -104,7 +104,9 @@ class TransferPipeline(Pipeline):
         self.target_specs(ctx)  # every target's config validates before any work
         parts = ctx.build()
         if not isinstance(parts.attack, UniversalAttack):
-            raise ConfigError(f"pipeline=transfer needs a universal attack (got attack={ctx.spec.attack.name})")
+            raise ConfigError(
+                f"pipeline=transfer needs a universal attack (got attack={ctx.spec.attack.name})"
+            )
 
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
         from advlab.transfer_table import write_matrix
@@ -120,7 +122,9 @@ class TransferPipeline(Pipeline):
             clean_done = False
             for source, path in sources.items():
                 attack = parts.attack
-                attack.init_perturbation(parts.data.info, spec.device, torch.Generator().manual_seed(spec.seed))
+                attack.init_perturbation(
+                    parts.data.info, spec.device, torch.Generator().manual_seed(spec.seed)
+                )
                 attack.load(path, spec.device)
                 m, examples, _ = evaluate(
                     model, parts.task, parts.data, attack, spec.eval, spec.device, spec.seed,
@@ -133,14 +137,20 @@ class TransferPipeline(Pipeline):
                 metrics.update(row)
                 ctx.recorder.log(row)
                 if examples.x.shape[0] > 0 and examples.x_adv is not None:
-                    grid = parts.task.example_grid(examples, ctx.run_dir / f"transfer_{source}_to_{target}.png")
-                    ctx.recorder.image(f"transfer/{source}/{target}", grid, caption=f"{source} patch on {target}")
+                    grid = parts.task.example_grid(
+                        examples, ctx.run_dir / f"transfer_{source}_to_{target}.png"
+                    )
+                    ctx.recorder.image(
+                        f"transfer/{source}/{target}", grid, caption=f"{source} patch on {target}"
+                    )
             del model, victim
         files = write_matrix(
             {"run": ".", "metrics": metrics}, ctx.run_dir, self.params.metric, title="transfer_matrix"
         )
         if "png" in files:
-            ctx.recorder.image("transfer_matrix", files["png"], caption=f"{self.params.metric}: source x target")
+            ctx.recorder.image(
+                "transfer_matrix", files["png"], caption=f"{self.params.metric}: source x target"
+            )
         return metrics, {"victim": victims, "transfer": {"sources": sources, "targets": self.params.targets}}
 
 

@@ -42,7 +42,9 @@ MMSEG_MODELS: dict[str, str] = {
     "bisenetv1": "bisenetv1/bisenetv1_r18-d32-in1k-pre_4xb4-160k_cityscapes-1024x1024.py",
     "bisenetv2": "bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py",
     "icnet": "icnet/icnet_r18-d8-in1k-pre_4xb2-160k_cityscapes-832x832.py",
-    **{f"segformer_b{i}": f"segformer/segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024.py" for i in range(6)},
+    **{
+        f"segformer_b{i}": f"segformer/segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024.py" for i in range(6)
+    },
     "ddrnet": "ddrnet/ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024.py",
     "stdc1": "stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py",
     "stdc2": "stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py",
@@ -131,7 +133,9 @@ def load_mmseg_config(config: str, cfg_options: dict[str, Any] | None = None):
 @dataclasses.dataclass
 class MMSegConfig(VictimConfig):
     config: str = "???"  # a config shipped in mmseg/.mim/configs (relative) or a config file path
-    cfg_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # dotted keys, as mmseg's --cfg-options
+    cfg_options: dict[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # dotted keys, as mmseg's --cfg-options
     norm: str = "BN"  # replaces SyncBN (single-device runs)
     trusted_checkpoint: bool = False  # opt-in: load a full pickle (only for files you trust)
     init_weights: bool = True  # mmseg's own initialisation (without pretrained downloads) before training
@@ -212,13 +216,16 @@ def _allowed_names() -> set[str]:
     return names
 
 
-def load_mmseg_checkpoint(path: str | os.PathLike, trusted: bool = False) -> dict[str, Tensor]:
+def load_mmseg_checkpoint(
+    path: str | os.PathLike, trusted: bool = False, published: str | None = None
+) -> dict[str, Tensor]:
     """The ``state_dict`` of an mmseg checkpoint, loaded safely (``weights_only=True`` with an explicit
     allow-list); ``trusted=True`` unpickles anything (only for files you trust)."""
     path = Path(os.path.expanduser(str(path)))
     if not path.is_file():
         raise CheckpointError(
-            f"victim.checkpoint: file '{path}' does not exist. mmseg checkpoints are published in {ZOO}."
+            f"victim.checkpoint: file '{path}' does not exist. Download it from {published or ZOO} and point "
+            "victim.checkpoint at the local file."
         )
     if trusted:
         logger.warning(f"loading '{path}' as a full pickle (victim.trusted_checkpoint=true)")
@@ -294,7 +301,7 @@ class MMSegBuilder(VictimBuilder):
         return MMSegVictim(net, tuple(mean), tuple(std), bgr_input, self.main_output)
 
     def load_checkpoint(self, path: str) -> dict[str, Tensor]:
-        return load_mmseg_checkpoint(path, self.params.trusted_checkpoint)
+        return load_mmseg_checkpoint(path, self.params.trusted_checkpoint, zoo_weights(self.params.config))
 
 
 class PIDNetBuilder(MMSegBuilder):
