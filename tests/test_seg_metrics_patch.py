@@ -170,3 +170,34 @@ def test_eot_with_unit_scale_is_a_crop_and_flip_of_the_input():
     same = torch.isclose(xt, x, atol=1e-5).flatten(1).all(1)
     assert (flipped | same).all() and flipped.any() and same.any()
     assert torch.equal(yt[flipped], y.flip(-1)[flipped]) and torch.equal(yt[same], y[same])
+
+
+def test_killed_patch_training_resumes_to_the_same_patch(tmp_path):
+    from advlab.data.base import DATASETS
+    from advlab.loops.universal import fit_universal
+
+    data = DATASETS.build(
+        DATASETS.parse({"name": "digits_seg", "num_train": 48, "num_test": 8, "size": 32}), 0
+    )
+    task = TASKS.build(TASKS.parse({"name": "segmentation"}), data.info)
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 11, 5, padding=2)
+
+    def attack(epochs):
+        node = {"name": "eot_patch", "patch_size": [8, 8], "crop": None, "epochs": epochs, "batch_size": 16,
+                "lr": 0.05}  # fmt: skip
+        return ATTACKS.build(ATTACKS.parse(node), task)
+
+    whole = attack(2)
+    fit_universal(whole, model, data, torch.device("cpu"), seed=5, progress=False)
+    resume = tmp_path / "state.pt"
+    fit_universal(attack(1), model, data, torch.device("cpu"), seed=5, resume_path=resume, progress=False)
+    resumed = attack(2)
+    history = fit_universal(
+        resumed, model, data, torch.device("cpu"), seed=5, resume_path=resume, progress=False
+    )
+    assert [h["universal/epoch"] for h in history] == [1, 2]
+    torch.testing.assert_close(resumed.state_dict()["patch"], whole.state_dict()["patch"])
+    start = attack(2)
+    start.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(5))
+    assert not torch.equal(start.state_dict()["patch"], whole.state_dict()["patch"])  # the steps moved it
