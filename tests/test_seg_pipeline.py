@@ -95,6 +95,13 @@ def test_transfer_needs_a_patch_and_known_targets():
     ctx = RunContext(cfg, spec, None, {}, None, None)
     with pytest.raises(ConfigError, match="patch"):
         pipeline.check(ctx)
+    with pytest.raises(ConfigError, match="no_such_model"):
+        pipeline.target_specs(ctx)
+    # a target's victim replaces the run's victim: the narrow PIDNet's cfg_options do not leak into BiSeNetV2
+    cfg = small("pipeline=transfer", "pipeline.targets=[bisenetv2]")
+    ctx = RunContext(cfg, build_spec(cfg), None, {}, None, None)
+    target = PIPELINES.build(ctx.spec.pipeline).target_specs(ctx)["bisenetv2"].victim
+    assert target.name == "bisenetv2" and target.cfg_options == {} and "bisenetv2" in target.config
 
 
 def test_pgd_runs_unchanged_on_segmentation(patch_run, tmp_path):

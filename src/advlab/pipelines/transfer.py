@@ -15,6 +15,7 @@ also merges the rows of several runs).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.errors import ConfigError
@@ -97,7 +98,18 @@ class TransferPipeline(Pipeline):
         unknown = sorted(set(overrides) - set(self.params.targets))
         if unknown:
             raise ConfigError(f"pipeline.target_overrides: {unknown} are not in pipeline.targets")
-        return {t: ctx.sub_spec({"victim": victim_node(t, overrides.get(t))}) for t in self.params.targets}
+        return {t: self._spec_with_victim(ctx, victim_node(t, overrides.get(t))) for t in self.params.targets}
+
+    @staticmethod
+    def _spec_with_victim(ctx: RunContext, node: dict[str, Any]) -> Any:
+        """The run's spec with its victim *replaced* by ``node`` (a merge would carry the run victim's
+        ``cfg_options`` etc. into an unrelated architecture)."""
+        from advlab.runner import build_spec
+
+        cfg = copy.deepcopy(ctx.cfg)
+        with open_dict(cfg):
+            cfg.victim = OmegaConf.create(node)
+        return build_spec(cfg)
 
     def check(self, ctx: RunContext) -> None:
         self.sources(ctx)

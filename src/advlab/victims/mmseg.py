@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,13 @@ class MMSegBuilder(VictimBuilder):
         return model
 
     def build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
+        # mmseg/mmcv warn at import and build about things advlab does not use (deformable attention of
+        # mmcv-lite, its own loss modules); keep the run log readable
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return self._build_net(info, num_outputs)
+
+    def _build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
         _import_mmseg()
         from mmseg.registry import MODELS
 
