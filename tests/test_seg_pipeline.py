@@ -106,9 +106,8 @@ def test_transfer_needs_a_patch_and_known_targets():
 
 def test_pgd_runs_unchanged_on_segmentation(patch_run, tmp_path):
     # the same victim (cached) as the patch run, attacked per image with the foundation's PGD
-    cfg = make_cfg("device=cpu", "dataset=digits_seg", "dataset.num_train=192", "dataset.num_test=64",
-                   "victim=pidnet_s", NARROW, "train.epochs=3", "train.batch_size=16", "train.lr=0.003",
-                   "attack=pgd_linf", "attack.steps=3", "eval.num_examples=32")  # fmt: skip
+    cfg = small("eval.num_examples=32")
+    cfg.attack = make_cfg("attack=pgd_linf", "attack.steps=3").attack
     results = run(cfg, tmp_path / "pgd")
     assert results["victim"]["source"] == "cache"
     m = results["metrics"]
