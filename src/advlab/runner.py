@@ -45,7 +45,7 @@ from advlab.utils import (
     seed_everything,
     stable_hash,
 )
-from advlab.victims.base import VICTIMS, Victim, load_state_dict_file, load_victim_weights
+from advlab.victims.base import VICTIMS, Victim, load_victim_weights
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when a change invalidates cached victims
@@ -140,10 +140,11 @@ def prepare_victim(
 ) -> tuple[Victim, dict[str, Any]]:
     """Build the victim; load ``victim.checkpoint``; train it (with the defense) when needed, cached."""
     seed_everything(spec.seed)
-    victim = VICTIMS.build(spec.victim).build(data.info, task.num_outputs)
+    builder = VICTIMS.build(spec.victim)
+    victim = builder.build(data.info, task.num_outputs)
     ckpt = spec.victim.checkpoint
     if ckpt:
-        load_victim_weights(victim, load_state_dict_file(ckpt), ckpt)
+        load_victim_weights(victim, builder.load_checkpoint(ckpt), ckpt)
         if not defense.trains_victim:
             return victim.to(spec.device).eval(), {"source": "checkpoint", "path": str(ckpt)}
     key_parts = victim_cache_key(spec)

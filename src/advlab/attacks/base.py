@@ -41,6 +41,11 @@ class Attack:
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def adv_labels(self, y: Tensor) -> Tensor:
+        """The labels the last batch's adversarial outputs are scored against (default ``y``; a patch attack
+        marks the pixels it covered as ignored)."""
+        return y
+
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
         if self.targeted and target is None:
             raise ValueError(f"attack '{self.registered_name}' is targeted but no target was given")

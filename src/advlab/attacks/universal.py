@@ -119,6 +119,10 @@ class UniversalAttack(Attack):
             raise CheckpointError(f"'{path}' is not an advlab perturbation file (a dict of tensors)")
         self.load_state_dict(state, device)
 
+    def epoch_end_hook(self, model: nn.Module, data: Any, device: torch.device) -> Any:
+        """Optional ``epoch_end(epoch) -> {name: value}`` for the universal loop (e.g. a validation curve)."""
+        return None
+
     def save_artifacts(self, run_dir: Path) -> dict[str, Path]:
         """Write pictures of the perturbation to ``run_dir``; return {name: path} for the tracker."""
         return {}

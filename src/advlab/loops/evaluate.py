@@ -133,6 +133,7 @@ def evaluate(
         state["attack_time"] += time.perf_counter() - t0
         with torch.no_grad():
             adv_out = model(x_adv)
+        y = attack.adv_labels(y)  # e.g. pixels under a patch are not scored
         task.update_metrics(adv, adv_out, y)
         task.update_attack_metrics(att, clean_out, adv_out, y, target)
         eligible, success = task.attack_outcome(clean_out, adv_out, y, target)

@@ -12,7 +12,6 @@ from advlab.attacks.universal import UniversalAttack
 from advlab.loops.evaluate import evaluate
 from advlab.loops.universal import fit_universal
 from advlab.pipelines.base import PIPELINES, Pipeline
-from advlab.report import save_example_grid
 from advlab.utils import atomic_torch_save
 
 if TYPE_CHECKING:
@@ -38,6 +37,7 @@ def fit_or_load_universal(
         resume_path=ctx.run_dir / "universal_state.pt",
         log=ctx.recorder.log,
         progress=spec.progress,
+        epoch_end=attack.epoch_end_hook(model, data, spec.device),
     )
     atomic_torch_save(attack.state_dict(), ctx.run_dir / "perturbation.pt")
     for name, path in attack.save_artifacts(ctx.run_dir).items():
@@ -66,7 +66,7 @@ class StandardPipeline(Pipeline):
         )
         ctx.recorder.log(metrics)
         if examples.x.shape[0] > 0:
-            grid = save_example_grid(examples, parts.data.info.class_names, ctx.run_dir / "adv_examples.png")
+            grid = parts.task.example_grid(examples, ctx.run_dir / "adv_examples.png")
             ctx.recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
         if targets is not None:
             torch.save(targets, ctx.run_dir / "targets.pt")

@@ -1,4 +1,4 @@
-from advlab.tasks import classification, verification  # noqa: F401  (registers)
+from advlab.tasks import classification, segmentation, verification  # noqa: F401  (registers)
 from advlab.tasks.base import TASKS, DataInfo, Meter, Task
 
 __all__ = ["TASKS", "DataInfo", "Meter", "Task"]

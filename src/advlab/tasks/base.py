@@ -128,6 +128,13 @@ class Task:
         derived values in ``compute()``."""
         return Meter()
 
+    def example_grid(self, examples: Any, path: Any) -> Any:
+        """Draw the evaluate loop's examples (clean / adversarial) to ``path``; returns the path. Tasks whose
+        targets are not class indices (maps, vectors) override this."""
+        from advlab.report import save_example_grid
+
+        return save_example_grid(examples, self.info.class_names, path)
+
     def update_metrics(self, meter: Meter, outputs: Tensor, y: Tensor) -> None:
         """Add this batch's prediction metrics (names without the phase prefix, e.g. ``acc``)."""
         raise NotImplementedError

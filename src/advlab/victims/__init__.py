@@ -1,4 +1,4 @@
-from advlab.victims import face_resnet, resnet, smallcnn  # noqa: F401  (registers)
+from advlab.victims import face_resnet, mmseg, resnet, smallcnn  # noqa: F401  (registers)
 from advlab.victims.base import (
     VICTIMS,
     Victim,

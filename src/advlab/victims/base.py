@@ -53,6 +53,10 @@ class VictimBuilder:
     def build(self, info: DataInfo, num_outputs: int) -> Victim:
         return Victim(self.build_net(info, num_outputs), info.mean, info.std)
 
+    def load_checkpoint(self, path: str) -> dict[str, Tensor]:
+        """The state_dict in ``victim.checkpoint`` (architectures with their own file format override this)."""
+        return load_state_dict_file(path)
+
 
 VICTIMS: Registry[VictimBuilder] = Registry("victim", "victim")
 

@@ -1,0 +1,184 @@
+"""Semantic segmentation: one class index per pixel (int64 ``[B, H, W]``, 255 = ignore), per-pixel softmax
+cross-entropy, and confusion-matrix metrics accumulated on the device.
+
+Metrics (phase prefix added by the loops): ``mIoU`` (mean over classes present in the ground truth or the
+predictions, mmseg's convention), ``iou/<class>`` (NaN -> null for a class absent from both), ``pixel_acc``
+(correct / labelled pixels), ``mAcc`` (mean per-class recall over classes present in the ground truth).
+
+Per-sample attack objective (so PGD and other per-sample attacks run unchanged): the mean cross-entropy over
+a sample's labelled pixels (untargeted), or minus the mean cross-entropy to a per-pixel target map. A sample
+counts as *correct* when its pixel accuracy is at least ``task.success_pixel_acc`` (0.5), an untargeted attack
+succeeds when it pushes the pixel accuracy below that, a targeted one when at least that share of labelled
+pixels takes the target class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advlab.registry import ComponentConfig, check
+from advlab.tasks.base import TASKS, Meter, Task
+
+IGNORE = 255
+
+
+@dataclasses.dataclass
+class SegmentationConfig(ComponentConfig):
+    ignore_index: int = IGNORE
+    success_pixel_acc: float = 0.5  # per-sample correctness / attack-success threshold (see module doc)
+
+    def validate(self, key: str) -> None:
+        check(
+            0.0 < self.success_pixel_acc <= 1.0,
+            f"{key}.success_pixel_acc",
+            f"must be in (0, 1] (got {self.success_pixel_acc})",
+        )
+
+
+class SegmentationMeter(Meter):
+    """Adds a ``[K, K]`` confusion matrix (rows: ground truth, columns: prediction) to the base meter."""
+
+    def __init__(self, class_names: list[str], ignore_index: int = IGNORE):
+        super().__init__()
+        self.class_names = class_names
+        self.ignore_index = ignore_index
+        self.confusion: Tensor | None = None
+
+    def add_confusion(self, pred: Tensor, y: Tensor) -> None:
+        k = len(self.class_names)
+        valid = y != self.ignore_index
+        if valid.any() and int(y[valid].max()) >= k:
+            raise ValueError(f"segmentation label {int(y[valid].max())} >= num_classes {k} (and not ignore)")
+        idx = y[valid].long() * k + pred[valid].long()
+        counts = torch.bincount(idx, minlength=k * k).view(k, k)
+        self.confusion = counts if self.confusion is None else self.confusion + counts
+
+    def to(self, device: torch.device | str) -> SegmentationMeter:
+        super().to(device)
+        if self.confusion is not None:
+            self.confusion = self.confusion.to(device)
+        return self
+
+    def compute(self) -> dict[str, float]:
+        out = super().compute()
+        if self.confusion is None:
+            return out
+        out.update(confusion_metrics(self.confusion, self.class_names))
+        return out
+
+
+def confusion_metrics(confusion: Tensor, class_names: list[str]) -> dict[str, float]:
+    """mIoU, per-class IoU, pixel accuracy and mean class accuracy from a ``[K, K]`` confusion matrix."""
+    cm = confusion.double()
+    tp = cm.diag()
+    gt = cm.sum(1)
+    pred = cm.sum(0)
+    union = gt + pred - tp
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
+    out = {
+        "mIoU": float(iou[union > 0].mean()) if (union > 0).any() else math.nan,
+        "mAcc": float(acc[gt > 0].mean()) if (gt > 0).any() else math.nan,
+        "pixel_acc": float(tp.sum() / gt.sum()) if gt.sum() > 0 else math.nan,
+    }
+    out.update({f"iou/{name}": float(v) for name, v in zip(class_names, iou.tolist())})
+    return out
+
+
+@TASKS.register("segmentation")
+class Segmentation(Task):
+    Config = SegmentationConfig
+
+    @property
+    def num_outputs(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.params.ignore_index
+
+    def _fit(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Logits at the label's resolution (bilinear) when the victim's output is smaller or larger."""
+        if outputs.shape[-2:] != y.shape[-2:]:
+            outputs = F.interpolate(outputs, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        return outputs
+
+    def predict(self, outputs: Tensor) -> Tensor:
+        return outputs.argmax(dim=1)
+
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(self._fit(outputs, y), y, ignore_index=self.ignore_index)
+
+    def _pixel_mean(self, values: Tensor, valid: Tensor) -> Tensor:
+        """Per-sample mean of ``values`` over the valid pixels (0 for a sample without any)."""
+        valid = valid.float()
+        return (values * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)
+
+    def attack_loss(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        outputs = self._fit(outputs, y)
+        goal = y if target is None else target
+        ce = F.cross_entropy(outputs, goal, ignore_index=self.ignore_index, reduction="none")
+        per_sample = self._pixel_mean(ce, goal != self.ignore_index)
+        return per_sample if target is None else -per_sample
+
+    def pixel_margins(self, outputs: Tensor, cls: Tensor) -> Tensor:
+        """``logit[cls] - max other logit`` per pixel (``cls`` with ignore pixels set to any class)."""
+        own = outputs.gather(1, cls[:, None]).squeeze(1)
+        others = outputs.scatter(1, cls[:, None], float("-inf")).amax(dim=1)
+        return own - others
+
+    def margin(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        """Negative (or zero) exactly when :meth:`success`: the ``ceil(t*N)``-th largest per-pixel margin of the
+        class that must win (``y`` untargeted, ``target`` targeted), with ``t = success_pixel_acc`` and ``N``
+        labelled pixels; untargeted it is that value, targeted its negation with margins to the target."""
+        outputs = self._fit(outputs, y)
+        goal = y if target is None else target
+        valid = goal != self.ignore_index
+        m = self.pixel_margins(outputs, torch.where(valid, goal, 0))
+        m = torch.where(valid, m, torch.full_like(m, float("-inf"))).flatten(1)
+        n = valid.flatten(1).sum(1)
+        k = torch.ceil(self.params.success_pixel_acc * n).long().clamp(min=1)
+        kth = m.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None]).squeeze(1)
+        kth = torch.where(n > 0, kth, torch.zeros_like(kth))
+        return kth if target is None else -kth
+
+    def pixel_acc(self, outputs: Tensor, y: Tensor, cls: Tensor | None = None) -> Tensor:
+        """Per-sample share of labelled pixels predicted as ``cls`` (default: the ground truth)."""
+        outputs = self._fit(outputs, y)
+        goal = y if cls is None else cls
+        valid = goal != self.ignore_index
+        return self._pixel_mean((self.predict(outputs) == goal).float(), valid)
+
+    def correct(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return self.pixel_acc(outputs, y) >= self.params.success_pixel_acc
+
+    def success(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        if target is None:
+            return ~self.correct(outputs, y)
+        return self.pixel_acc(outputs, y, target) >= self.params.success_pixel_acc
+
+    def sample_targets(self, y: Tensor, generator: torch.Generator) -> Tensor:
+        """A random wrong class per pixel (ignore pixels stay ignored)."""
+        k = self.info.num_classes
+        shift = torch.randint(1, k, y.shape, generator=generator, device="cpu").to(y.device)
+        return torch.where(y == self.ignore_index, y, (y + shift) % k)
+
+    def meter(self) -> SegmentationMeter:
+        return SegmentationMeter(self.info.class_names, self.ignore_index)
+
+    def update_metrics(self, meter: Meter, outputs: Tensor, y: Tensor) -> None:
+        outputs = self._fit(outputs, y)
+        if isinstance(meter, SegmentationMeter):
+            meter.add_confusion(self.predict(outputs), y)
+        else:  # a plain meter (e.g. another loop's): pixel accuracy per sample
+            meter.add("pixel_acc", self.pixel_acc(outputs, y))
+
+    def example_grid(self, examples, path):
+        from advlab.report_segmentation import save_segmentation_grid
+
+        return save_segmentation_grid(examples, self.info.class_names, path, self.ignore_index)
