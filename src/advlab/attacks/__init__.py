@@ -1,4 +1,15 @@
-from advlab.attacks import cw, fgsm, pgd, universal_noise  # noqa: F401  (registers)
+from advlab.attacks import (  # noqa: F401  (registers)
+    apgd,
+    cw,
+    fgsm,
+    jpeg_linf,
+    lpa,
+    pgd,
+    ppgd,
+    recoloradv,
+    stadv,
+    universal_noise,
+)
 from advlab.attacks.base import ATTACKS, Attack, AttackConfig
 
 __all__ = ["ATTACKS", "Attack", "AttackConfig"]
