@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,12 +70,16 @@ def from_blocks(b: Tensor) -> Tensor:
 
 def jpeg_coefficients(x: Tensor) -> Tensor:
     """Block DCT of the level-shifted YCbCr image (0-255 scale), [N, C, H/8, W/8, 8, 8]."""
+    import kornia  # imported lazily: kornia takes seconds to import
+
     ycc = kornia.color.rgb_to_ycbcr(x) if x.shape[1] == 3 else x
     d = dct_matrix(device=x.device, dtype=x.dtype)
     return d @ to_blocks(ycc * 255 - 128) @ d.T
 
 
 def from_coefficients(coef: Tensor, channels: int) -> Tensor:
+    import kornia
+
     d = dct_matrix(device=coef.device, dtype=coef.dtype)
     ycc = (from_blocks(d.T @ coef @ d) + 128) / 255
     return (kornia.color.ycbcr_to_rgb(ycc) if channels == 3 else ycc).clamp(0, 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -40,10 +39,14 @@ class ReColorAdvConfig(AttackConfig):
 
 
 def to_luv(x: Tensor) -> Tensor:
+    import kornia  # imported lazily: kornia takes seconds to import
+
     return kornia.color.rgb_to_luv(x) / LUV_SCALE
 
 
 def from_luv(luv: Tensor) -> Tensor:
+    import kornia
+
     return kornia.color.luv_to_rgb(luv * LUV_SCALE)
 
 
