@@ -117,7 +117,9 @@ def model_spec(ctx: RunContext, overrides: Any):
             merged[key] = value
         else:
             merged = OmegaConf.merge(merged, {key: value})
-    return build_spec(merged)
+    spec = build_spec(merged)
+    spec.device = ctx.spec.device  # under torchrun: this rank's device
+    return spec
 
 
 @PIPELINES.register("robustness_suite")
