@@ -67,7 +67,7 @@ class NpyCorruptions(CorruptionSource):
                 f"{corruption}.npy ({arr.shape[0]} images)"
             )
         k = n if self.limit is None else min(n, self.limit)
-        part = np.asarray(arr[(severity - 1) * n : (severity - 1) * n + k])
+        part = np.array(arr[(severity - 1) * n : (severity - 1) * n + k])  # a writable copy
         x = torch.from_numpy(part).permute(0, 3, 1, 2).float().div_(255)
         labels = self.labels[(severity - 1) * n :] if len(self.labels) == 5 * n else self.labels
         return x, labels[:k].clone()
