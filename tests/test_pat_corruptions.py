@@ -142,3 +142,27 @@ def test_robustness_suite_config_errors_name_their_key(tmp_path):
         build_spec(make_cfg("experiment=pat_digits", "pipeline.baseline.model=nope"))
     with pytest.raises(ConfigError, match="pipeline.corruption.names"):
         build_spec(make_cfg("experiment=pat_digits", "pipeline.corruption.names=[rain]"))
+
+
+def test_imagenet100_reads_the_imagefolder_layout(tmp_path):
+    from PIL import Image
+
+    from advlab.data.base import DATASETS
+
+    for split in ("train", "val"):
+        for k, wnid in enumerate(["n01", "n02", "n03", "n04"]):
+            d = tmp_path / split / wnid
+            d.mkdir(parents=True)
+            Image.new("RGB", (40, 30), (60 * k, 10, 10)).save(d / f"{wnid}_0.JPEG")
+    params = parse_config(
+        DATASETS.get("imagenet100").Config,
+        {"name": "imagenet100", "root": str(tmp_path), "size": 16, "resize": 20, "class_stride": 2},
+        "dataset",
+    )
+    data = DATASETS.build(params, 0)
+    assert data.info.class_names == ["n01", "n03"] and data.info.image_shape == (3, 16, 16)
+    x, y = data.dataset("test")[1]
+    assert x.shape == (3, 16, 16) and y == 1 and abs(float(x[0].mean()) - 120 / 255) < 0.02
+    bad = parse_config(DATASETS.get("imagenet100").Config, {"name": "imagenet100", "root": str(tmp_path / "x")}, "d")
+    with pytest.raises(DatasetNotFoundError, match="train"):
+        DATASETS.build(bad, 0).info

@@ -74,6 +74,7 @@ class RobustnessSuiteConfig(PipelineConfig):
     models: dict[str, Any] = dataclasses.field(default_factory=dict)
     attacks: dict[str, Any] = dataclasses.field(default_factory=dict)
     num_examples: int | None = None  # test images attacked per model (null = eval.num_examples)
+    union: list[str] | None = None  # attacks that make up adv/union (null = all of them)
     corruption: CorruptionSuiteConfig = dataclasses.field(default_factory=CorruptionSuiteConfig)
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
@@ -81,6 +82,9 @@ class RobustnessSuiteConfig(PipelineConfig):
         check(len(self.models) > 0, f"{key}.models", "list at least one model ({name: overrides})")
         for name in [*self.models, *self.attacks]:
             check("/" not in name and name not in ("union",), f"{key}", f"'{name}' cannot be a model/attack name")
+        if self.union is not None:
+            unknown_u = sorted(set(self.union) - set(self.attacks))
+            check(not unknown_u, f"{key}.union", f"{unknown_u} not in pipeline.attacks ({list(self.attacks)})")
         for name, node in self.attacks.items():
             parsed = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
             check(parsed.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
@@ -225,8 +229,9 @@ class RobustnessSuite(Pipeline):
                     phase, rest = k.split("/", 1)
                     if phase in ("adv", "attack"):
                         metrics[f"{mname}/{phase}/{aname}/{rest}"] = v
-                union &= adv_correct
-            if p.attacks:
+                if p.union is None or aname in p.union:
+                    union &= adv_correct
+            if p.attacks and (p.union is None or p.union):
                 metrics[f"{mname}/adv/union/acc"] = float(union.float().mean())
             if p.corruption.enabled and mname not in state["corruptions"]:
                 dkey = json.dumps(dataclasses.asdict(mspec.dataset), sort_keys=True, default=str)
