@@ -108,7 +108,38 @@ class _APGDBase(Attack):
         t = t / _view(lp_norm(t, p.norm).clamp_min(1e-12), x)
         return (x + p.eps * t).clamp(0, 1)
 
-    def run(self, model: nn.Module, x: Tensor, loss_fn, success_fn) -> tuple[Tensor, Tensor]:
+    def loss(self, kind: str, out: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        if kind == "dlr":
+            return dlr_loss(out, y) if target is None else dlr_targeted_loss(out, y, target)
+        return self.task.attack_loss(out, y, target)
+
+    def run(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        kind: str,
+        loss_target: Tensor | None,
+        success_target: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """APGD on the examples not already fooled at ``x`` (the others are returned as they are); returns
+        (adversarial images, fooled)."""
+        with torch.no_grad():
+            fooled = self.task.success(model(x), y, success_target)
+        x_adv = x.clone()
+        idx = (~fooled).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return x_adv, fooled
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        yy, lt, st = y[idx], pick(loss_target), pick(success_target)
+        xr, f = self._run(
+            model, x[idx], lambda o: self.loss(kind, o, yy, lt), lambda o: self.task.success(o, yy, st)
+        )
+        x_adv[idx] = xr
+        fooled[idx] = f
+        return x_adv, fooled
+
+    def _run(self, model: nn.Module, x: Tensor, loss_fn, success_fn) -> tuple[Tensor, Tensor]:
         """One APGD run; returns (best adversarial iterate, fooled)."""
         p = self.params
         n = x.shape[0]
@@ -171,19 +202,15 @@ class APGD(_APGDBase):
     Config = APGDConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        p, task = self.params, self.task
+        p = self.params
         x_adv = x.clone()
         todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(p.restarts):  # restarts only for the examples not fooled yet
             idx = todo.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            yy, tt = y[idx], (None if target is None else target[idx])
-            if p.loss == "dlr":
-                fn = (lambda o: dlr_loss(o, yy)) if tt is None else (lambda o: dlr_targeted_loss(o, yy, tt))
-            else:
-                fn = lambda o: task.attack_loss(o, yy, tt)
-            xr, fooled = self.run(model, x[idx], fn, lambda o: task.success(o, yy, tt))
+            tt = None if target is None else target[idx]
+            xr, fooled = self.run(model, x[idx], y[idx], p.loss, tt, tt)
             x_adv[idx] = xr
             todo[idx[fooled]] = False
         return x_adv
@@ -194,7 +221,7 @@ class APGDT(_APGDBase):
     Config = APGDTConfig
 
     def targeted_runs(self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, todo: Tensor) -> Tensor:
-        p, task = self.params, self.task
+        p = self.params
         with torch.no_grad():
             ranking = model(x).sort(dim=1, descending=True)[1]  # classes by clean score
         k = min(p.n_target_classes, ranking.shape[1] - 1)
@@ -208,14 +235,8 @@ class APGDT(_APGDBase):
                 # the (t+1)-th highest class other than y
                 others = rank[rank != yy[:, None]].view(idx.numel(), -1)
                 tt = others[:, t]
-                xr, fooled = self.run(
-                    model,
-                    x[idx],
-                    lambda out, yy=yy, tt=tt: dlr_targeted_loss(out, yy, tt),
-                    lambda out, yy=yy: task.success(out, yy, None),
-                )
-                better = fooled
-                x_adv[idx[better]] = xr[better]
+                xr, fooled = self.run(model, x[idx], yy, "dlr", tt, None)
+                x_adv[idx[fooled]] = xr[fooled]
                 todo[idx[fooled]] = False
         return x_adv
 
@@ -233,11 +254,5 @@ class AutoAttack(APGDT):
     Config = AutoAttackConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        task = self.task
-        xr, fooled = self.run(
-            model,
-            x,
-            lambda out: task.attack_loss(out, y, None),
-            lambda out: task.success(out, y, None),
-        )
+        xr, fooled = self.run(model, x, y, "ce", None, None)
         return self.targeted_runs(model, x, y, xr, ~fooled)
