@@ -79,24 +79,39 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    dcfg = parse_config(DATASETS.get("digits").Config, {"name": "digits", "size": args.size, "channels": 3}, "d")
+    dcfg = parse_config(
+        DATASETS.get("digits").Config, {"name": "digits", "size": args.size, "channels": 3}, "d"
+    )
     data = Subset(dcfg, 0, args.train_examples)
-    task = TASKS.build(parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), data.info)
+    task = TASKS.build(
+        parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), data.info
+    )
     vcfg = VICTIMS.parse({"name": args.model})
     torch.manual_seed(0)
     base = VICTIMS.build(vcfg).build(data.info, task.num_outputs)
     train = TrainConfig(epochs=1, batch_size=args.batch_size)
     # a trained starting point, so PAT (which attacks only correctly classified inputs) does its full work
     pre = TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size)
-    fit(base, task, data, pre, DEFENSES.build(DEFENSES.parse({"name": "none"}), task), device, 0, progress=False)
+    fit(
+        base,
+        task,
+        data,
+        pre,
+        DEFENSES.build(DEFENSES.parse({"name": "none"}), task),
+        device,
+        0,
+        progress=False,
+    )
     xt, yt = data.dataset("train").tensors
     with torch.no_grad():
         train_acc = float((base.eval()(xt.to(device)).argmax(1) == yt.to(device)).float().mean())
     print(f"starting model: training accuracy {train_acc:.3f} (PAT attacks that share of each batch)")
     defenses = {
         "standard": {"name": "none"},
-        "pgd_at": {"name": "adv_training", "attack": {"name": "pgd", "eps": 8 / 255, "steps": args.at_steps,
-                                                      "early_stop": False}},
+        "pgd_at": {
+            "name": "adv_training",
+            "attack": {"name": "pgd", "eps": 8 / 255, "steps": args.at_steps, "early_stop": False},
+        },
         "pat": {"name": "pat", "attack": {"name": "fast_lpa", "bound": 0.5, "steps": args.pat_steps}},
     }
     times: dict[str, list[float]] = {k: [] for k in defenses}
@@ -110,7 +125,9 @@ def main(argv=None) -> None:
             sync(device)
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\nTraining epoch ({args.train_examples} images, batch {args.batch_size}, {args.model}, {device}):")
+    print(
+        f"\nTraining epoch ({args.train_examples} images, batch {args.batch_size}, {args.model}, {device}):"
+    )
     print("| method | s/epoch | ratio to standard |\n|---|---|---|")
     for k, v in med.items():
         print(f"| {k} | {v:.2f} | {v / med['standard']:.1f}x |")
@@ -124,7 +141,11 @@ def main(argv=None) -> None:
         import torchattacks
     except ImportError:
         torchattacks = None
-    ref = torchattacks.APGD(model, norm="Linf", eps=8 / 255, steps=args.apgd_steps, n_restarts=1, loss="ce") if torchattacks else None
+    ref = (
+        torchattacks.APGD(model, norm="Linf", eps=8 / 255, steps=args.apgd_steps, n_restarts=1, loss="ce")
+        if torchattacks
+        else None
+    )
     at, tt, acc = [], [], {}
     for _ in range(args.repeats):
         sync(device)
@@ -144,7 +165,9 @@ def main(argv=None) -> None:
                 acc["torchattacks"] = float((model(xr).argmax(1) == y).float().mean())
     print(f"\nAPGD-CE Linf 8/255, {args.apgd_steps} iterations, {len(y)} images:")
     print("| implementation | s | images/s | accuracy left |\n|---|---|---|---|")
-    print(f"| advlab | {statistics.median(at):.2f} | {len(y) / statistics.median(at):.0f} | {acc['advlab']:.3f} |")
+    print(
+        f"| advlab | {statistics.median(at):.2f} | {len(y) / statistics.median(at):.0f} | {acc['advlab']:.3f} |"
+    )
     if ref is not None:
         m = statistics.median(tt)
         print(f"| torchattacks | {m:.2f} | {len(y) / m:.0f} | {acc['torchattacks']:.3f} |")

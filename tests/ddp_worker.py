@@ -37,9 +37,21 @@ def tiny_model() -> nn.Module:
 
 def tiny_fit(model: nn.Module, logs: list) -> nn.Module:
     data = TinyData()
-    task = TASKS.build(parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), data.info)
+    task = TASKS.build(
+        parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), data.info
+    )
     params = TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.5, momentum=0.0, schedule="none")
-    return fit(model, task, data, params, Defense(None, task), torch.device("cpu"), 0, log=logs.append, progress=False)
+    return fit(
+        model,
+        task,
+        data,
+        params,
+        Defense(None, task),
+        torch.device("cpu"),
+        0,
+        log=logs.append,
+        progress=False,
+    )
 
 
 def run_rank(rank: int, world: int, init_file: str, out_file: str) -> None:

@@ -29,7 +29,9 @@ def build(name: str, task, **params):
 def rgb_setup():
     """A random 3-channel victim on colourful 16 px images (for bounds, no training needed)."""
     info = DataInfo(10, (3, 16, 16), [str(i) for i in range(10)], (0.5,) * 3, (0.25,) * 3)
-    task = TASKS.build(parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), info)
+    task = TASKS.build(
+        parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), info
+    )
     torch.manual_seed(0)
     model = Victim(small_cnn(3, 10, 16, 8, 32), info.mean, info.std).eval().requires_grad_(False)
     x = torch.rand(12, 3, 16, 16)

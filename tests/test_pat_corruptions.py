@@ -124,8 +124,13 @@ def test_robustness_suite_union_accuracy_and_mce_against_each_kind_of_baseline(t
     # the same baseline read from that run's results.json gives the same numbers
     results = tmp_path / "a" / "results.json"
     res_b = run(
-        make_cfg(*SUITE, "pipeline.attacks={}", "~pipeline.models.undefended",
-                 f"pipeline.baseline.results={results}", "pipeline.baseline.model=undefended"),
+        make_cfg(
+            *SUITE,
+            "pipeline.attacks={}",
+            "~pipeline.models.undefended",
+            f"pipeline.baseline.results={results}",
+            "pipeline.baseline.model=undefended",
+        ),
         tmp_path / "b",
     )
     assert res_b["metrics"]["at/corruption/rel_mCE"] == pytest.approx(m["at/corruption/rel_mCE"])
@@ -163,6 +168,8 @@ def test_imagenet100_reads_the_imagefolder_layout(tmp_path):
     assert data.info.class_names == ["n01", "n03"] and data.info.image_shape == (3, 16, 16)
     x, y = data.dataset("test")[1]
     assert x.shape == (3, 16, 16) and y == 1 and abs(float(x[0].mean()) - 120 / 255) < 0.02
-    bad = parse_config(DATASETS.get("imagenet100").Config, {"name": "imagenet100", "root": str(tmp_path / "x")}, "d")
+    bad = parse_config(
+        DATASETS.get("imagenet100").Config, {"name": "imagenet100", "root": str(tmp_path / "x")}, "d"
+    )
     with pytest.raises(DatasetNotFoundError, match="train"):
-        DATASETS.build(bad, 0).info
+        _ = DATASETS.build(bad, 0).info

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import ddp_worker
 import pytest
 import torch
-import ddp_worker
 import torch.multiprocessing as mp
 from conftest import make_cfg
 
@@ -75,8 +75,18 @@ def test_killed_pat_training_resumes_from_its_checkpoint(tmp_path):
         return VICTIMS.build(spec.victim).build(data.info, task.num_outputs)
 
     def train(resume, log=None):
-        return fit(new_model(), task, data, spec.train, defense, spec.device, 0, resume_path=resume, log=log,
-                   progress=False)
+        return fit(
+            new_model(),
+            task,
+            data,
+            spec.train,
+            defense,
+            spec.device,
+            0,
+            resume_path=resume,
+            log=log,
+            progress=False,
+        )
 
     reference = train(None)
 

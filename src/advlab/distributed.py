@@ -58,7 +58,9 @@ def broadcast(obj):
 def shard_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
     """This rank's share of a shuffled epoch (the same permutation on every rank, split by rank)."""
     rank, world = rank_world()
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
+    )
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import tempfile
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any

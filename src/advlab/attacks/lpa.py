@@ -94,7 +94,9 @@ class LPA(_Lagrangian):
         x_adv = self.start(x)
         for _ in range(p.binary_steps):
             for i in range(p.steps):
-                x_adv, _ = self.lagrangian_step(model, x_adv, ref, y, target, lam, step0 * 0.1 ** (i / p.steps))
+                x_adv, _ = self.lagrangian_step(
+                    model, x_adv, ref, y, target, lam, step0 * 0.1 ** (i / p.steps)
+                )
             with torch.no_grad():
                 feats, outputs = dist.features_and_outputs(x_adv, model)
                 inside = (feats - ref).norm(dim=1) <= p.bound
@@ -120,5 +122,7 @@ class FastLPA(_Lagrangian):
         ones = torch.ones(x.shape[0], device=x.device)
         for i in range(p.steps):
             lam = p.lam * 10 ** (i / max(p.steps - 1, 1) - 1)
-            x_adv, _ = self.lagrangian_step(model, x_adv, ref, y, target, lam * ones, step0 * 0.1 ** (i / p.steps))
+            x_adv, _ = self.lagrangian_step(
+                model, x_adv, ref, y, target, lam * ones, step0 * 0.1 ** (i / p.steps)
+            )
         return x_adv

@@ -79,7 +79,9 @@ class ReColorAdv(Attack):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p = self.params
         if x.shape[1] != 3:
-            raise ValueError(f"recoloradv needs RGB images (got {x.shape[1]} channels); e.g. dataset.channels=3")
+            raise ValueError(
+                f"recoloradv needs RGB images (got {x.shape[1]} channels); e.g. dataset.channels=3"
+            )
         alpha = p.step_size if p.step_size is not None else 2.5 * p.bound / p.steps
         n, r = x.shape[0], p.resolution
         grid = torch.zeros(n, 3, r, r, r, device=x.device, dtype=x.dtype)

@@ -33,9 +33,7 @@ class StAdvConfig(AttackConfig):
         check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
         check(self.smoothness >= 0, f"{key}.smoothness", f"must be >= 0 (got {self.smoothness})")
-        check(
-            self.step_size is None or self.step_size > 0, f"{key}.step_size", "must be > 0 or null"
-        )
+        check(self.step_size is None or self.step_size > 0, f"{key}.step_size", "must be > 0 or null")
 
 
 def identity_grid(x: Tensor) -> Tensor:

@@ -49,7 +49,9 @@ class NpyCorruptions(CorruptionSource):
     """The CIFAR-10-C layout (``<corruption>.npy`` + ``labels.npy``)."""
 
     def __init__(self, root: str | os.PathLike, corruptions: list[str], limit: int | None = None):
-        self.root = require_root(root, "cifar10c", [f"{c}.npy" for c in corruptions] + ["labels.npy"], SOURCE_C)
+        self.root = require_root(
+            root, "cifar10c", [f"{c}.npy" for c in corruptions] + ["labels.npy"], SOURCE_C
+        )
         self.limit = limit
         labels = np.load(self.root / "labels.npy")
         self.labels = torch.from_numpy(labels.astype(np.int64))
@@ -83,7 +85,9 @@ def corrupt_batch(x: Tensor, corruption: str, severity: int, seed: int) -> Tenso
     h, w = x.shape[-2:]
     if min(h, w) < 32:
         factor = -(-32 // min(h, w))
-        up = torch.nn.functional.interpolate(x.float(), scale_factor=factor, mode="bilinear", align_corners=False)
+        up = torch.nn.functional.interpolate(
+            x.float(), scale_factor=factor, mode="bilinear", align_corners=False
+        )
         out = corrupt_batch(up.clamp(0, 1), corruption, severity, seed)
         return torch.nn.functional.interpolate(out, size=(h, w), mode="area")
     imgs = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -80,7 +80,9 @@ class ImageNet100(DataModule):
             wnids = [w.strip() for w in path.read_text().splitlines() if w.strip()]
         else:
             wnids = sorted(d.name for d in (self.root / "train").iterdir() if d.is_dir())[:: p.class_stride]
-        missing = [w for w in wnids if not (self.root / "train" / w).is_dir() or not (self.root / "val" / w).is_dir()]
+        missing = [
+            w for w in wnids if not (self.root / "train" / w).is_dir() or not (self.root / "val" / w).is_dir()
+        ]
         if missing or not wnids:
             raise DatasetNotFoundError(
                 f"dataset.root '{self.root}': class folders missing in train/ or val/: {missing[:5]} "
@@ -106,7 +108,7 @@ class ImageNet100(DataModule):
 
         p = self.params
         if split == "train" and p.augment:
-            tf = [T.RandomResizedCrop(p.size), *( [T.RandomHorizontalFlip()] if p.hflip else [])]
+            tf = [T.RandomResizedCrop(p.size), *([T.RandomHorizontalFlip()] if p.hflip else [])]
         else:
             tf = [T.Resize(p.resize), T.CenterCrop(p.size)]
         return _Folder(self._items("train" if split == "train" else "val"), T.Compose([*tf, T.ToTensor()]))

@@ -81,17 +81,25 @@ class RobustnessSuiteConfig(PipelineConfig):
     def validate(self, key: str) -> None:
         check(len(self.models) > 0, f"{key}.models", "list at least one model ({name: overrides})")
         for name in [*self.models, *self.attacks]:
-            check("/" not in name and name not in ("union",), f"{key}", f"'{name}' cannot be a model/attack name")
+            check(
+                "/" not in name and name not in ("union",),
+                f"{key}",
+                f"'{name}' cannot be a model/attack name",
+            )
         if self.union is not None:
             unknown_u = sorted(set(self.union) - set(self.attacks))
-            check(not unknown_u, f"{key}.union", f"{unknown_u} not in pipeline.attacks ({list(self.attacks)})")
+            check(
+                not unknown_u, f"{key}.union", f"{unknown_u} not in pipeline.attacks ({list(self.attacks)})"
+            )
         for name, node in self.attacks.items():
             parsed = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
             check(parsed.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
         c = self.corruption
         check(c.source in ("generate", "npy"), f"{key}.corruption.source", "must be generate or npy")
         unknown = sorted(set(c.names) - set(CORRUPTIONS))
-        check(not unknown, f"{key}.corruption.names", f"unknown {unknown}; available: {', '.join(CORRUPTIONS)}")
+        check(
+            not unknown, f"{key}.corruption.names", f"unknown {unknown}; available: {', '.join(CORRUPTIONS)}"
+        )
         check(all(1 <= s <= 5 for s in c.severities) and c.severities, f"{key}.corruption.severities", "1..5")
         if c.enabled and c.source == "npy":
             check(c.root is not None, f"{key}.corruption.root", "set the CIFAR-10-C folder for source=npy")
@@ -99,7 +107,9 @@ class RobustnessSuiteConfig(PipelineConfig):
         chosen = [n for n, v in (("results", b.results), ("checkpoint", b.checkpoint)) if v]
         check(len(chosen) <= 1, f"{key}.baseline", "set at most one of results / checkpoint")
         if not chosen and b.model is not None:
-            check(b.model in self.models, f"{key}.baseline.model", f"'{b.model}' is not in {list(self.models)}")
+            check(
+                b.model in self.models, f"{key}.baseline.model", f"'{b.model}' is not in {list(self.models)}"
+            )
         for name, path in (("results", b.results), ("checkpoint", b.checkpoint)):
             if path and not Path(os.path.expanduser(path)).is_file():
                 raise ConfigError(f"{key}.baseline.{name}: file '{path}' does not exist")
@@ -184,7 +194,7 @@ class RobustnessSuite(Pipeline):
 
     # ---- run -------------------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
-        p, spec = self.params, ctx.spec
+        p = self.params
         state = self._load(ctx)
         metrics: dict[str, float] = {}
         victims: dict[str, Any] = {}
@@ -196,14 +206,22 @@ class RobustnessSuite(Pipeline):
             victims[mname] = info
             model = parts.defense.wrap(victim).to(mspec.device).eval()
             eval_params = dataclasses.replace(
-                mspec.eval, num_examples=p.num_examples if p.num_examples is not None else mspec.eval.num_examples
+                mspec.eval,
+                num_examples=p.num_examples if p.num_examples is not None else mspec.eval.num_examples,
             )
             key = f"{mname}/clean"
             if key not in state["attacks"]:
                 pe: dict = {}
                 m, _, _ = evaluate(
-                    model, parts.task, parts.data, NoAttack(None, parts.task), eval_params, mspec.device,
-                    mspec.seed, progress=mspec.progress, per_example=pe,
+                    model,
+                    parts.task,
+                    parts.data,
+                    NoAttack(None, parts.task),
+                    eval_params,
+                    mspec.device,
+                    mspec.seed,
+                    progress=mspec.progress,
+                    per_example=pe,
                 )
                 state["attacks"][key] = (m, pe["clean_correct"])
                 self._save(ctx, state)
@@ -213,12 +231,21 @@ class RobustnessSuite(Pipeline):
             for aname, node in p.attacks.items():
                 key = f"{mname}/{aname}"
                 if key not in state["attacks"]:
-                    attack = ATTACKS.build(ATTACKS.parse(_plain(node), key=f"pipeline.attacks.{aname}"), parts.task)
+                    attack = ATTACKS.build(
+                        ATTACKS.parse(_plain(node), key=f"pipeline.attacks.{aname}"), parts.task
+                    )
                     logger.info(f"{mname}: attack {aname}")
                     pe = {}
                     m, _, _ = evaluate(
-                        model, parts.task, parts.data, attack, eval_params, mspec.device, mspec.seed,
-                        progress=mspec.progress, per_example=pe,
+                        model,
+                        parts.task,
+                        parts.data,
+                        attack,
+                        eval_params,
+                        mspec.device,
+                        mspec.seed,
+                        progress=mspec.progress,
+                        per_example=pe,
                         resume_path=ctx.run_dir / f"eval_state_{mname}_{aname}.pt",
                     )
                     (ctx.run_dir / f"eval_state_{mname}_{aname}.pt").unlink(missing_ok=True)
