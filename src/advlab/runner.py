@@ -7,9 +7,11 @@ perturbation if the attack is one, evaluate clean and under the attack).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import advlab.loggers  # noqa: F401
 import advlab.pipelines  # noqa: F401
 import advlab.tasks  # noqa: F401
 import advlab.victims  # noqa: F401
+from advlab import distributed
 from advlab.attacks.base import ATTACKS
 from advlab.data.base import DATASETS, DataModule
 from advlab.defenses.base import DEFENSES, Defense
@@ -150,8 +153,9 @@ def prepare_victim(
     key_parts = victim_cache_key(spec)
     key = stable_hash(key_parts)
     path = spec.cache_dir / "victims" / f"{spec.dataset.name}-{spec.victim.name}-{spec.defense.name}-{key}.pt"
-    with file_lock(path.with_suffix(".lock")):
-        if path.is_file():
+    main = distributed.is_main()  # under torchrun all ranks train together; rank 0 alone locks and writes
+    with file_lock(path.with_suffix(".lock")) if main else contextlib.nullcontext():
+        if distributed.broadcast(path.is_file()):
             load_victim_weights(victim, torch.load(path, map_location="cpu", weights_only=True), str(path))
             logger.info(f"loaded cached victim {path} (training skipped)")
             return victim.to(spec.device).eval(), {"source": "cache", "path": str(path), "key": key}
@@ -173,9 +177,11 @@ def prepare_victim(
             log=recorder.log,
             progress=spec.progress,
         )
-        atomic_torch_save({k: v.cpu() for k, v in victim.state_dict().items()}, path)
-        atomic_write_text(path.with_suffix(".json"), OmegaConf.to_yaml(OmegaConf.create(key_parts)))
-        resume.unlink(missing_ok=True)
+        if main:
+            atomic_torch_save({k: v.cpu() for k, v in victim.state_dict().items()}, path)
+            atomic_write_text(path.with_suffix(".json"), OmegaConf.to_yaml(OmegaConf.create(key_parts)))
+            resume.unlink(missing_ok=True)
+        distributed.barrier()
         return victim.eval(), {
             "source": "trained",
             "path": str(path),
@@ -221,14 +227,22 @@ class RunContext:
 
     def sub_spec(self, overrides: dict[str, Any] | DictConfig) -> RunSpec:
         """The spec of the run's config with ``overrides`` merged in (for multi-stage pipelines)."""
-        return build_spec(OmegaConf.merge(self.cfg, overrides))
+        spec = build_spec(OmegaConf.merge(self.cfg, overrides))
+        if distributed.rank_world()[1] > 1:
+            spec.device = self.spec.device  # this rank's GPU
+        return spec
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Execute one composed config; returns the content of ``results.json``."""
     spec = build_spec(cfg)  # every config error surfaces here, before any work
+    spec.device = distributed.init_from_env(spec.device)  # torchrun: join the process group
     pipeline = PIPELINES.build(spec.pipeline)
     run_dir = Path(run_dir)
+    if not distributed.is_main():  # other ranks train with rank 0 and record nothing in the run folder
+        run_dir = Path(tempfile.mkdtemp(prefix=f"advlab-rank{distributed.rank_world()[0]}-"))
+        cfg = OmegaConf.merge(cfg, {"progress": False})
+        spec = dataclasses.replace(spec, logger=TRACKERS.parse({"name": "none"}), progress=False)
     if (run_dir / "results.json").exists():
         raise AdvlabError(
             f"run folder '{run_dir}' already holds a finished run (results.json); advlab never overwrites a run. "

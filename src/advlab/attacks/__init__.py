@@ -1,4 +1,17 @@
-from advlab.attacks import cw, eot_patch, fgsm, pgd, semantic_adv, universal_noise  # noqa: F401  (registers)
+from advlab.attacks import (  # noqa: F401  (registers)
+    apgd,
+    cw,
+    eot_patch,
+    fgsm,
+    jpeg_linf,
+    lpa,
+    pgd,
+    ppgd,
+    recoloradv,
+    semantic_adv,
+    stadv,
+    universal_noise,
+)
 from advlab.attacks.base import ATTACKS, Attack, AttackConfig
 
 __all__ = ["ATTACKS", "Attack", "AttackConfig"]

@@ -33,8 +33,16 @@ class EvalConfig:
     batch_size: int = 256
     num_examples: int | None = None  # evaluate the first N test images (None = all)
     grid_examples: int = 8  # adversarial examples shown in adv_examples.png (0 = no picture)
+    # attack/lpips: null (off) | alex | vgg | squeeze (the lpips package's calibrated LPIPS; trunk weights from
+    # TORCH_HOME) | alex_random (uncalibrated random trunk, tests only) | self (the victim's own features)
+    lpips: str | None = None
 
     def validate(self, key: str) -> None:
+        check(
+            self.lpips in (None, "alex", "vgg", "squeeze", "alex_random", "self"),
+            f"{key}.lpips",
+            f"must be null, alex, vgg, squeeze, alex_random or self (got '{self.lpips}')",
+        )
         check(self.grid_examples >= 0, f"{key}.grid_examples", f"must be >= 0 (got {self.grid_examples})")
         check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
         check(
@@ -59,6 +67,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def lpips_metric(name: str, model: nn.Module):
+    """The per-sample LPIPS distance behind ``attack/lpips``."""
+    from advlab.perceptual.lpips_distance import CalibratedLPIPS, LPIPSConfig, LPIPSDistance
+
+    if name == "self":
+        return LPIPSDistance(LPIPSConfig(model="self"), model)
+    net = "alex" if name == "alex_random" else name
+    ref = next(model.parameters(), None)
+    metric = CalibratedLPIPS(net, random_trunk=name == "alex_random")
+    return metric.to(ref.device) if ref is not None else metric
+
+
 def evaluate(
     model: nn.Module,
     task: Task,
@@ -70,12 +90,17 @@ def evaluate(
     progress: bool = True,
     resume_path: Path | None = None,
     checkpoint_every_s: float = 60.0,
+    per_example: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, float], Examples, Tensor | None]:
     """Returns (metrics, examples for the grid, all attack targets or None).
 
     With ``resume_path``, the loop's whole state (meters, RNG, targets, timing, the next batch) is written
     there atomically at most every ``checkpoint_every_s`` seconds, and a restarted evaluation continues from
-    it, giving the same result as an uninterrupted one (the test split is read in a fixed order)."""
+    it, giving the same result as an uninterrupted one (the test split is read in a fixed order).
+
+    With a dict ``per_example``, the loop also fills it with per-example bool tensors over the evaluated test
+    images, in order: ``clean_correct`` and, with an attack, ``adv_correct`` (the task's ``correct`` on the
+    attacked image) -- e.g. to combine several attacks into a union accuracy."""
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
     run_attack = not isinstance(attack, NoAttack)
@@ -89,6 +114,8 @@ def evaluate(
         "examples": None,
         "targets": [],
         "next_batch": 0,
+        "clean_correct": [],
+        "adv_correct": [],
     }
     if resume_path is not None and resume_path.is_file():
         saved = torch.load(resume_path, map_location="cpu", weights_only=False)
@@ -98,7 +125,10 @@ def evaluate(
         gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         logger.info(f"resuming evaluation from {resume_path} at batch {state['next_batch']}")
+    state.setdefault("clean_correct", [])  # states saved before these were recorded
+    state.setdefault("adv_correct", [])
     clean, adv, att, targets = state["clean"], state["adv"], state["att"], state["targets"]
+    lpips_fn = lpips_metric(params.lpips, model) if (run_attack and params.lpips) else None
     last_save = time.perf_counter()
     desc = f"attack {attack.registered_name}" if run_attack else "evaluate"
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty())
@@ -114,6 +144,8 @@ def evaluate(
         with torch.no_grad():
             clean_out = model(x)
         task.update_metrics(clean, clean_out, y)
+        if per_example is not None:
+            state["clean_correct"].append(task.correct(clean_out, y).cpu())
         if state["examples"] is None:
             k = params.grid_examples
             state["examples"] = Examples(
@@ -135,11 +167,18 @@ def evaluate(
             adv_out = model(x_adv)
         y = attack.adv_labels(y)  # e.g. pixels under a patch are not scored
         task.update_metrics(adv, adv_out, y)
+        if per_example is not None:
+            state["adv_correct"].append(task.correct(adv_out, y).cpu())
         task.update_attack_metrics(att, clean_out, adv_out, y, target)
         eligible, success = task.attack_outcome(clean_out, adv_out, y, target)
         for name, values in distortion(x, x_adv).items():
             att.add(name, values, mask=eligible & success)
             att.add_max(f"{name}_max", values)
+        if lpips_fn is not None:
+            with torch.no_grad():
+                values = lpips_fn(x, x_adv)
+            att.add("lpips", values, mask=eligible & success)
+            att.add_max("lpips_max", values)
         for name, values in attack.batch_stats.items():
             att.add(name, values)
         if examples.x_adv is None:
@@ -153,5 +192,9 @@ def evaluate(
         metrics.update({f"attack/{k}": v for k, v in att.compute().items()})
         metrics["attack/time_per_image_s"] = state["attack_time"] / max(state["n_images"], 1)
     metrics["eval/num_examples"] = state["n_images"]
+    if per_example is not None:
+        for key in ("clean_correct", "adv_correct"):
+            if state[key]:
+                per_example[key] = torch.cat(state[key])
     assert state["examples"] is not None, "empty test split"
     return metrics, state["examples"], (torch.cat(targets) if targets else None)

@@ -2,6 +2,12 @@
 
 Resumable: after every epoch the full state (model, optimiser, scheduler, epoch, RNG) is written atomically
 to ``resume_path``; a restarted run continues from the last finished epoch.
+
+Distributed: when a ``torch.distributed`` process group is initialised (``torchrun --nproc_per_node=N``, see
+:func:`advlab.distributed.init_from_env`), the model is wrapped in DistributedDataParallel, every rank reads
+its share of each epoch through a DistributedSampler (``train.batch_size`` is the *global* batch, split evenly
+over the ranks), metrics are reduced over the ranks, and only rank 0 logs and writes the resume checkpoint.
+A training-time defense generates its examples on each rank's share with the bare (unwrapped) model.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from advlab import distributed
 from advlab.data.base import DataModule
 from advlab.defenses.base import Defense
 from advlab.errors import AdvlabError
@@ -39,6 +46,7 @@ class TrainConfig:
     milestones: list[int] = dataclasses.field(default_factory=list)  # multistep epochs (x0.1 at each)
     warmup_epochs: int = 0
     grad_clip: float | None = None
+    sync_bn: bool = True  # distributed training on GPUs: BatchNorm statistics over the global batch
 
     def validate(self, key: str) -> None:
         check(self.epochs >= 1, f"{key}.epochs", f"must be >= 1 (got {self.epochs})")
@@ -95,6 +103,19 @@ def fit(
     progress: bool = True,
 ) -> torch.nn.Module:
     model.to(device)
+    rank, world = distributed.rank_world()
+    net = model  # what the forward/backward runs through (DDP-wrapped when distributed)
+    if world > 1:
+        if params.batch_size % world:
+            raise AdvlabError(
+                f"train.batch_size: the global batch ({params.batch_size}) must be divisible by the number of "
+                f"processes ({world})"
+            )
+        if params.sync_bn and device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     optimizer = make_optimizer(params, model)
     start_epoch = 0
     gen = torch.Generator().manual_seed(seed)
@@ -112,16 +133,18 @@ def fit(
     steps_per_epoch = math.ceil(len(data.dataset("train")) / params.batch_size)
     for epoch in range(start_epoch, params.epochs):
         model.train()
-        loader = data.loader(
-            "train", params.batch_size, shuffle=True, seed=int(torch.randint(2**31, (1,), generator=gen))
-        )
+        epoch_seed = int(torch.randint(2**31, (1,), generator=gen))
+        if world > 1:
+            loader = distributed.shard_loader(data.dataset("train"), params.batch_size // world, epoch_seed)
+        else:
+            loader = data.loader("train", params.batch_size, shuffle=True, seed=epoch_seed)
         meter = task.meter()
         t0 = time.perf_counter()
         bar = tqdm(
             loader,
             desc=f"train {epoch + 1}/{params.epochs}",
             leave=False,
-            disable=not progress or not sys.stderr.isatty(),
+            disable=not progress or not sys.stderr.isatty() or rank != 0,
         )
         for i, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -131,7 +154,7 @@ def fit(
                 group["lr"] = base * factor
             x, y = defense.training_batch(model, x, y)
             model.train()
-            outputs = model(x)
+            outputs = net(x)
             loss = task.loss(outputs, y)
             if not torch.isfinite(loss):
                 raise AdvlabError(
@@ -145,6 +168,8 @@ def fit(
             optimizer.step()
             meter.add("loss", loss.detach().expand(x.shape[0]))
             task.update_metrics(meter, outputs.detach(), y)
+        if world > 1:
+            distributed.reduce_meter(meter)
         stats = {f"train/{k}": v for k, v in meter.compute().items()}
         stats.update(
             {
@@ -153,7 +178,7 @@ def fit(
                 "train/lr": optimizer.param_groups[0]["lr"],
             }
         )
-        if resume_path is not None:  # first, so that a kill after this point loses nothing
+        if resume_path is not None and rank == 0:  # first, so that a kill after this point loses nothing
             atomic_torch_save(
                 {
                     "model": model.state_dict(),
@@ -165,6 +190,10 @@ def fit(
                 },
                 resume_path,
             )
+        if world > 1:
+            distributed.barrier()
+        if rank != 0:
+            continue
         if log is not None:
             log(stats)
         shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in stats.items() if k != "train/epoch")

@@ -1,0 +1,103 @@
+"""What the perceptual attacks (PPGD, LPA, Fast-LPA) share: their config (LPIPS bound and distance), the
+margin objective, the N(0, 0.01) start and the projection onto the LPIPS ball.
+
+Projection (:func:`project_lpips`): Newton steps on ``d(x~, x) = bound`` along the distance's gradient, as in
+the paper, then — because LPIPS is not linear — a bisection on the segment between ``x`` and ``x~`` for any
+example still outside, so the returned images are *guaranteed* inside the ball (``d(x, x) = 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from advlab.attacks.base import Attack, AttackConfig
+from advlab.perceptual.lpips_distance import LPIPSConfig, LPIPSDistance
+from advlab.registry import check
+from advlab.tasks.base import Task
+
+
+@dataclasses.dataclass
+class PerceptualConfig(AttackConfig):
+    bound: float = 0.5  # LPIPS bound epsilon
+    steps: int = 40
+    step_size: float | None = None  # attack-specific default
+    kappa: float = 1.0  # margin loss: maximise min(-margin, kappa) (C&W f6)
+    init_std: float = 0.01  # start from x + N(0, init_std^2)
+    lpips: LPIPSConfig = dataclasses.field(default_factory=LPIPSConfig)
+
+    def validate(self, key: str) -> None:
+        check(self.bound > 0, f"{key}.bound", f"must be > 0 (got {self.bound})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
+        check(self.init_std >= 0, f"{key}.init_std", f"must be >= 0 (got {self.init_std})")
+        check(
+            self.step_size is None or self.step_size > 0,
+            f"{key}.step_size",
+            f"must be > 0 (got {self.step_size})",
+        )
+        self.lpips.validate(f"{key}.lpips")
+
+
+def _view(v: Tensor, like: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def project_lpips(
+    distance: LPIPSDistance,
+    x: Tensor,
+    x_adv: Tensor,
+    ref: Tensor,
+    bound: float,
+    newton_steps: int = 5,
+    bisection_steps: int = 10,
+) -> Tensor:
+    """Bring every ``x_adv`` with ``d(x_adv, x) > bound`` back into the LPIPS ball (``ref`` = phi(x))."""
+    x_adv = x_adv.detach().clone()
+    for _ in range(newton_steps):
+        xa = x_adv.requires_grad_(True)
+        dist = distance.distance_to(xa, ref)
+        outside = dist > bound
+        if not bool(outside.any()):
+            return xa.detach()
+        (grad,) = torch.autograd.grad(dist.sum(), xa)
+        gnorm2 = grad.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+        # Newton step on d(x_adv) - bound = 0 along the gradient (aim slightly inside)
+        coef = torch.where(outside, (dist.detach() - bound * 0.99) / gnorm2, torch.zeros_like(gnorm2))
+        x_adv = (xa.detach() - _view(coef, x) * grad).clamp_(0, 1)
+    with torch.no_grad():
+        dist = distance.distance_to(x_adv, ref)
+        outside = dist > bound
+        if bool(outside.any()):  # bisection on the segment [x, x_adv]; t = 0 is always inside
+            idx = outside.nonzero().squeeze(1)
+            x0, x1 = x[idx], x_adv[idx]
+            lo = torch.zeros(idx.numel(), device=x.device)
+            hi = torch.ones(idx.numel(), device=x.device)
+            for _ in range(bisection_steps):
+                mid = (lo + hi) / 2
+                inside = distance.distance_to(x0 + _view(mid, x0) * (x1 - x0), ref[idx]) <= bound
+                lo = torch.where(inside, mid, lo)
+                hi = torch.where(inside, hi, mid)
+            x_adv[idx] = x0 + _view(lo, x0) * (x1 - x0)
+    return x_adv.detach()
+
+
+class PerceptualAttack(Attack):
+    Config = PerceptualConfig
+    norm = None
+
+    def __init__(self, params, task: Task):
+        super().__init__(params, task)
+        self.distance = LPIPSDistance(params.lpips)
+
+    def objective(self, outputs: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """Per-sample margin objective the attack maximises (capped at kappa)."""
+        return (-self.task.margin(outputs, y, target)).clamp(max=self.params.kappa)
+
+    def start(self, x: Tensor) -> Tensor:
+        return (x + self.params.init_std * torch.randn_like(x)).clamp(0, 1)
+
+    def bind(self, model: nn.Module) -> LPIPSDistance:
+        return self.distance.bind(model)

@@ -1,0 +1,73 @@
+"""Multi-process (DistributedDataParallel) helpers for the fit loop.
+
+``torchrun --nproc_per_node=N -m advlab ...`` starts N processes with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
+set; :func:`init_from_env` then joins the process group (nccl on GPUs, gloo on CPU) and pins each rank to its
+GPU. Everything else in advlab asks :func:`rank_world` and behaves as a single process when it is (0, 1).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from advlab.tasks.base import Meter
+
+
+def rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    return rank_world()[0] == 0
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group described by torchrun's environment (no-op for one process); returns the
+    device of this rank (``cuda:LOCAL_RANK`` when training on GPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available():
+        return device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast(obj):
+    """Rank 0's value of ``obj`` on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
+    """This rank's share of a shuffled epoch (the same permutation on every rank, split by rank)."""
+    rank, world = rank_world()
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
+    )
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+
+
+def reduce_meter(meter: Meter) -> None:
+    """Sum a meter's running sums/counts and take its maxima over all ranks, in place."""
+    for store in (meter.sums, meter.counts):
+        for name in sorted(store):
+            dist.all_reduce(store[name], op=dist.ReduceOp.SUM)
+    for name in sorted(meter.maxes):
+        dist.all_reduce(meter.maxes[name], op=dist.ReduceOp.MAX)

@@ -1,0 +1,3 @@
+from advlab.perceptual.lpips_distance import CalibratedLPIPS, LPIPSConfig, LPIPSDistance, normalize_flatten
+
+__all__ = ["CalibratedLPIPS", "LPIPSConfig", "LPIPSDistance", "normalize_flatten"]
