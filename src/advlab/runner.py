@@ -191,6 +191,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     seed_everything(spec.seed)
     data = DATASETS.build(spec.dataset, spec.seed)
     task = TASKS.build(spec.task, data.info)
+    task.attach_data(data)
     defense = DEFENSES.build(spec.defense, task)
     attack = ATTACKS.build(spec.attack, task)
     tracker = TRACKERS.build(spec.logger)
