@@ -1,4 +1,4 @@
-from advlab.victims import resnet, smallcnn  # noqa: F401  (registers)
+from advlab.victims import clip_mlp, resnet, resnet50, smallcnn, vit  # noqa: F401  (registers)
 from advlab.victims.base import (
     VICTIMS,
     Victim,
