@@ -79,6 +79,11 @@ class JMA(Attack):
     Config = JMAConfig
     norm = "l2"
 
+    def prepare(self, model: nn.Module, data) -> None:
+        """torch.func imports torch._dynamo on its first use (seconds on a busy CPU): do it here, once, so the
+        one-time import does not count as attack time."""
+        output_jacobian(lambda v: v * 2, torch.zeros(1, 2))
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p, task = self.params, self.task
         assert target is not None

@@ -7,7 +7,9 @@ target codeword; one-hot: +1 on the target class, -1 elsewhere) and ``z`` the lo
 per-example binary search on ``c`` (x10 until the first success, then bisection). Success is the task's rule
 on the output (the whole label vector / the decoded class), so the attack can stop before every hinge is
 satisfied. Returns the successful image with the smallest L2 over all binary-search steps, or the last
-iterate of the last step where none succeeded.
+iterate of the last step where none succeeded. ``abort_early`` applies C&W's rule (stop when the objective
+has not dropped by 0.01% over ``steps/10`` updates) to each example separately, so converged examples stop
+costing forward/backward passes.
 
 ``iters`` (per example): the updates run in the binary-search step that produced the returned image, as the
 JMA paper reports for the C&W family; ``iters_total`` counts every update over all steps.
@@ -66,45 +68,56 @@ class MLCW(Attack):
         with torch.no_grad():
             pending = ~task.success(model(x), y, target)  # clean outputs already on target need nothing
         best_l2[~pending] = 0.0
+        check_every = max(p.steps // 10, 1)
         for _ in range(p.binary_search_steps):
             idx = pending.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            xs, ys, ts, cs, cst = x[idx], y[idx], target[idx], code[idx], const[idx]
             w = w0[idx].clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=p.lr)
-            succeeded = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
-            prev = float("inf")
-            ran = 0
+            m = idx.numel()
+            succeeded = torch.zeros(m, dtype=torch.bool, device=x.device)
+            prev = torch.full((m,), float("inf"), device=x.device)
+            ran = torch.zeros(m, device=x.device)
+            live = torch.arange(m, device=x.device)  # rows of this step still optimised (per-example abort)
+            w_last = w0[idx].clone()  # each row's last optimised iterate (Adam's momentum moves aborted rows)
             for it in range(p.steps):
+                gi = idx[live]
                 x_adv = (torch.tanh(w) + 1) / 2
-                outputs = model(x_adv)
-                l2sq = (x_adv - xs).pow(2).sum(dim=dims)
-                hinge = torch.relu(p.kappa - cs * outputs).sum(dim=1)
-                loss = (l2sq + cst * hinge).sum()
+                outputs = model(x_adv[live])
+                l2sq = (x_adv[live] - x[gi]).pow(2).sum(dim=dims)
+                hinge = torch.relu(p.kappa - code[gi] * outputs).sum(dim=1)
+                loss = l2sq + const[gi] * hinge
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.sum().backward()  # rows are independent: Adam's per-coordinate state is per example
                 opt.step()
-                ran = it + 1
+                ran[live] += 1
                 with torch.no_grad():
-                    ok = task.success(outputs, ys, ts)
-                    better = ok & (l2sq < best_l2[idx])
+                    ok = task.success(outputs, y[gi], target[gi])
+                    better = ok & (l2sq < best_l2[gi])
                     if bool(better.any()):
-                        gi = idx[better]
-                        best_l2[gi] = l2sq[better]
-                        best[gi] = x_adv.detach()[better]
-                        iters[gi] = it + 1
-                    succeeded |= ok
-                if p.abort_early and it % max(p.steps // 10, 1) == 0:
-                    if loss.item() > prev * 0.9999:
-                        break
-                    prev = loss.item()
+                        bi = gi[better]
+                        best_l2[bi] = l2sq[better]
+                        best[bi] = x_adv.detach()[live][better]
+                        iters[bi] = it + 1
+                    succeeded[live] |= ok
+                    if p.abort_early and it % check_every == 0:
+                        # C&W's abort rule, per example: stop when the loss has not dropped by 0.01% since the
+                        # last check
+                        stalled = loss.detach() > prev[live] * 0.9999
+                        prev[live] = loss.detach()
+                        if bool(stalled.any()):
+                            w_last[live[stalled]] = w.detach()[live[stalled]]
+                            live = live[~stalled]
+                            if live.numel() == 0:
+                                break
+            w_last[live] = w.detach()[live]
             total[idx] += ran
             with torch.no_grad():  # examples that never succeeded keep their last iterate
                 never = torch.isinf(best_l2[idx])
                 if bool(never.any()):
-                    best[idx[never]] = ((torch.tanh(w) + 1) / 2).detach()[never]
-                    iters[idx[never]] = ran
+                    best[idx[never]] = ((torch.tanh(w_last) + 1) / 2)[never]
+                    iters[idx[never]] = ran[never]
             cur = const[idx]
             up = torch.where(succeeded, torch.minimum(upper[idx], cur), upper[idx])
             low = torch.where(succeeded, lower[idx], torch.maximum(lower[idx], cur))

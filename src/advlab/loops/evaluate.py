@@ -79,6 +79,8 @@ def evaluate(
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
     run_attack = not isinstance(attack, NoAttack)
+    if run_attack:
+        attack.prepare(model, data)
     gen = torch.Generator().manual_seed(seed)
     state = {
         "clean": task.meter(),
