@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experiment", default="jma_digits_multilabel")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--num-examples", type=int, default=None, help="default: the experiment's eval.num_examples")
+    ap.add_argument(
+        "--num-examples", type=int, default=None, help="default: the experiment's eval.num_examples"
+    )
     ap.add_argument("--flip-bits", type=int, default=None, help="default: the experiment's task.flip_bits")
     ap.add_argument("--override", nargs="*", default=[], help="Hydra overrides for the JMA config")
     ap.add_argument("--mlcw", nargs="*", default=[], help="ML-C&W parameters as KEY=VALUE")
@@ -115,19 +117,25 @@ def main(argv: list[str] | None = None) -> int:
     }
     results = {}
     for name, attack in attacks.items():
-        print(f"running {name} on {sum(b[0].shape[0] for b in batches)} images ...", file=sys.stderr, flush=True)
+        print(
+            f"running {name} on {sum(b[0].shape[0] for b in batches)} images ...", file=sys.stderr, flush=True
+        )
         results[name] = run_attack(attack, model, task, batches, device)
     jma, mlcw = results["JMA"], results["ML-C&W"]
     cols = ["asr", "basr", "mse", "iters", "time_per_image_s"]
-    print(f"\nJMA vs ML-C&W on {args.experiment} ({spec.task.target_mode}, flip_bits={spec.task.flip_bits}), "
-          f"{sum(b[0].shape[0] for b in batches)} images, device {device}\n")
+    print(
+        f"\nJMA vs ML-C&W on {args.experiment} ({spec.task.target_mode}, flip_bits={spec.task.flip_bits}), "
+        f"{sum(b[0].shape[0] for b in batches)} images, device {device}\n"
+    )
     print("| attack | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r.get(c, float('nan')):.4g}" for c in cols) + " |")
     time_ratio = jma["time_per_image_s"] / mlcw["time_per_image_s"]
     print(f"\nASR JMA - ML-C&W: {jma['asr'] - mlcw['asr']:+.3f} (acceptance: >= 0)")
-    print(f"time per image JMA / ML-C&W: {time_ratio:.3f} (acceptance: <= 0.333; speed-up x{1 / time_ratio:.1f})")
+    print(
+        f"time per image JMA / ML-C&W: {time_ratio:.3f} (acceptance: <= 0.333; speed-up x{1 / time_ratio:.1f})"
+    )
     ok = jma["asr"] >= mlcw["asr"] and time_ratio <= 1 / 3
     print("PASS" if ok else "FAIL")
     if args.json:

@@ -132,7 +132,9 @@ def test_jma_step_solves_the_linearised_problem(name, n_out, n_cls):
             lambda d: 0.5 * d @ d,
             np.zeros(m),
             jac=lambda d: d,
-            constraints=[{"type": "ineq", "fun": lambda d, ai=ai, bi=bi: bi - ai @ d, "jac": lambda d, ai=ai: -ai}],
+            constraints=[
+                {"type": "ineq", "fun": lambda d, ai=ai, bi=bi: bi - ai @ d, "jac": lambda d, ai=ai: -ai}
+            ],
             method="SLSQP",
             options={"ftol": 1e-14, "maxiter": 500},
         )

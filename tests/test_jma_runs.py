@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import run_cli
 from torch import nn
 
 from advlab.attacks.jma import JMA
@@ -16,8 +17,6 @@ from advlab.attacks.ml_cw import MLCW
 from advlab.registry import parse_config
 from advlab.table import build_layout_table, collect_runs
 from advlab.tasks.base import TASKS, DataInfo
-
-from conftest import run_cli
 
 
 def task(name: str, n: int, shape=(3, 4, 4), **params):
@@ -79,7 +78,9 @@ def test_lots_reaches_pooled_targets_and_skips_unknown():
     assert (lots.batch_stats["no_target"] == 0).all()
     assert t.success(model(x_adv), ya, target).float().mean() >= 0.75
     # a label vector no pool image carries: LOTS cannot build a representation, the image is left as is
-    absent = [v for v in torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 4) if not (labels == v).all(1).any()]
+    absent = [
+        v for v in torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 4) if not (labels == v).all(1).any()
+    ]
     if absent:
         tgt = absent[0][None].expand(2, -1).clone()
         y2 = 1 - tgt
@@ -102,9 +103,39 @@ def test_mlcw_on_ecoc_uses_the_codeword():
 
 def test_table_jma_layout(tmp_path):
     runs = [
-        ("jma", ["attack.step=0.1"], {"attack/asr": 1.0, "attack/basr": 1.0, "attack/mse": 2.5e-5, "attack/iters": 7.5, "attack/time_per_image_s": 0.12}),
-        ("jma", ["attack.step=0.5"], {"attack/asr": 0.95, "attack/basr": 0.99, "attack/mse": 3.1e-5, "attack/iters": 6.2, "attack/time_per_image_s": 0.1}),
-        ("ml_cw", ["attack=ml_cw", "attack.initial_const=0.01"], {"attack/asr": 0.9, "attack/basr": 0.97, "attack/mse": 4e-5, "attack/iters": 600.0, "attack/time_per_image_s": 1.5}),
+        (
+            "jma",
+            ["attack.step=0.1"],
+            {
+                "attack/asr": 1.0,
+                "attack/basr": 1.0,
+                "attack/mse": 2.5e-5,
+                "attack/iters": 7.5,
+                "attack/time_per_image_s": 0.12,
+            },
+        ),
+        (
+            "jma",
+            ["attack.step=0.5"],
+            {
+                "attack/asr": 0.95,
+                "attack/basr": 0.99,
+                "attack/mse": 3.1e-5,
+                "attack/iters": 6.2,
+                "attack/time_per_image_s": 0.1,
+            },
+        ),
+        (
+            "ml_cw",
+            ["attack=ml_cw", "attack.initial_const=0.01"],
+            {
+                "attack/asr": 0.9,
+                "attack/basr": 0.97,
+                "attack/mse": 4e-5,
+                "attack/iters": 600.0,
+                "attack/time_per_image_s": 1.5,
+            },
+        ),
     ]
     for i, (name, overrides, metrics) in enumerate(runs):
         d = tmp_path / str(i)
@@ -126,15 +157,32 @@ def test_jma_digits_multilabel_end_to_end(tmp_path):
     """The embedded experiment's pipeline, shrunk: trains the victim, attacks with JMA, writes the metrics and
     the targets; then LOTS on the same (cached) victim."""
     small = ["dataset.num_train=600", "train.epochs=2", "eval.num_examples=12", "eval.batch_size=6"]
-    res = run_cli("experiment=jma_digits_multilabel", f"hydra.run.dir={tmp_path / 'jma'}", "logger=none", *small)
+    res = run_cli(
+        "experiment=jma_digits_multilabel", f"hydra.run.dir={tmp_path / 'jma'}", "logger=none", *small
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((tmp_path / "jma" / "results.json").read_text())["metrics"]
-    for key in ("attack/asr", "attack/basr", "attack/mse", "attack/psnr", "attack/ssim", "attack/iters", "attack/time_per_image_s", "clean/mAP", "clean/hamming"):
+    for key in (
+        "attack/asr",
+        "attack/basr",
+        "attack/mse",
+        "attack/psnr",
+        "attack/ssim",
+        "attack/iters",
+        "attack/time_per_image_s",
+        "clean/mAP",
+        "clean/hamming",
+    ):
         assert key in metrics, key
     targets = torch.load(tmp_path / "jma" / "targets.pt")
     assert targets.shape == (12, 10) and ((targets == 0) | (targets == 1)).all()
     res = run_cli(
-        "experiment=jma_digits_multilabel", "attack=lots", "attack.max_iters=50", f"hydra.run.dir={tmp_path / 'lots'}", "logger=none", *small
+        "experiment=jma_digits_multilabel",
+        "attack=lots",
+        "attack.max_iters=50",
+        f"hydra.run.dir={tmp_path / 'lots'}",
+        "logger=none",
+        *small,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     lots = json.loads((tmp_path / "lots" / "results.json").read_text())["metrics"]

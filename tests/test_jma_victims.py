@@ -55,7 +55,13 @@ def test_clip_mlp_tiny(tiny_clip_config):
     with pytest.raises(ConfigError, match="dataset.size=64"):
         build("clip_mlp", 32, model="advlab-tiny-clip", model_config=str(tiny_clip_config))
     with pytest.raises(CheckpointError, match="does not exist"):
-        build("clip_mlp", 64, model="advlab-tiny-clip", model_config=str(tiny_clip_config), pretrained="/nope.bin")
+        build(
+            "clip_mlp",
+            64,
+            model="advlab-tiny-clip",
+            model_config=str(tiny_clip_config),
+            pretrained="/nope.bin",
+        )
 
 
 def test_vit_b16_small_input():

@@ -97,7 +97,9 @@ def build_layout_table(rows: list[dict[str, Any]], layout: str) -> tuple[list[st
     for r in rows:
         attack = r.get("attack") or r["params"].get("attack", "")
         params = ", ".join(
-            f"{k.removeprefix('attack.')}={v}" for k, v in sorted(r["params"].items()) if k.startswith("attack.")
+            f"{k.removeprefix('attack.')}={v}"
+            for k, v in sorted(r["params"].items())
+            if k.startswith("attack.")
         )
         line = [attack, params or "-"]
         for _, key, fmt in columns:

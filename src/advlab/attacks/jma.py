@@ -49,7 +49,9 @@ class JMAConfig(AttackConfig):
         check(self.binary_search_steps >= 0, f"{key}.binary_search_steps", "must be >= 0")
         check(self.confidence >= 0, f"{key}.confidence", f"must be >= 0 (got {self.confidence})")
         check(
-            self.jacobian_chunk is None or self.jacobian_chunk >= 1, f"{key}.jacobian_chunk", "must be >= 1 or null"
+            self.jacobian_chunk is None or self.jacobian_chunk >= 1,
+            f"{key}.jacobian_chunk",
+            "must be >= 1 or null",
         )
 
 

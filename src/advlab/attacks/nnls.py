@@ -42,7 +42,9 @@ def solve_nonneg_qp(q: Tensor, b: Tensor, max_iter: int | None = None, tol: floa
     ``q``: ``[B, k, k]``, ``b``: ``[B, k]``; returned in ``b``'s dtype. ``max_iter`` bounds the outer steps
     (default ``3k``, as scipy)."""
     if q.dim() != 3 or q.shape[1] != q.shape[2] or b.shape != q.shape[:2]:
-        raise ValueError(f"solve_nonneg_qp: need Q [B,k,k] and b [B,k], got {tuple(q.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"solve_nonneg_qp: need Q [B,k,k] and b [B,k], got {tuple(q.shape)} and {tuple(b.shape)}"
+        )
     out_dtype = b.dtype
     q = q.double()
     q = (q + q.transpose(1, 2)) / 2
@@ -75,7 +77,11 @@ def solve_nonneg_qp(q: Tensor, b: Tensor, max_iter: int | None = None, tol: floa
             alpha = ratio.amin(dim=1, keepdim=True).clamp(0, 1)
             stepped = lam + alpha * (s - lam)
             lam = torch.where(bad[:, None], stepped, lam)
-            blocking = bad[:, None] & passive & ((lam <= 1e-14 * lam.abs().amax(dim=1, keepdim=True)) | (ratio <= alpha))
+            blocking = (
+                bad[:, None]
+                & passive
+                & ((lam <= 1e-14 * lam.abs().amax(dim=1, keepdim=True)) | (ratio <= alpha))
+            )
             lam = torch.where(blocking, torch.zeros_like(lam), lam)
             passive = passive & ~blocking
     return lam.clamp(min=0).to(out_dtype)

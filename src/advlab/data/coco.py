@@ -50,7 +50,9 @@ def load_coco_index(root: str, split: str, year: int, drop_empty: bool):
         images = sorted(ann["images"], key=lambda im: im["id"])
         annotations = ann["annotations"]
     except (OSError, ValueError, KeyError) as exc:
-        raise DatasetNotFoundError(f"dataset.root: cannot read COCO annotations '{ann_file}' ({exc})") from None
+        raise DatasetNotFoundError(
+            f"dataset.root: cannot read COCO annotations '{ann_file}' ({exc})"
+        ) from None
     cat_index = {c["id"]: j for j, c in enumerate(categories)}
     img_index = {im["id"]: i for i, im in enumerate(images)}
     labels = torch.zeros(len(images), len(categories))
@@ -73,7 +75,12 @@ class COCO(DataModule):
     @functools.cached_property
     def root(self) -> Path:
         y = self.params.year
-        layout = [f"annotations/instances_train{y}.json", f"annotations/instances_val{y}.json", f"train{y}", f"val{y}"]
+        layout = [
+            f"annotations/instances_train{y}.json",
+            f"annotations/instances_val{y}.json",
+            f"train{y}",
+            f"val{y}",
+        ]
         return require_root(self.params.root, "coco", layout, SOURCE)
 
     def _index(self, split: str):

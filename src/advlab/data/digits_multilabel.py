@@ -59,7 +59,9 @@ def make_mosaics(
 
 
 @functools.lru_cache(maxsize=4)
-def load_mosaics(tile: int, channels: int, counts: tuple[int, int], blank: float, seed: int, frac: float, split_seed: int):
+def load_mosaics(
+    tile: int, channels: int, counts: tuple[int, int], blank: float, seed: int, frac: float, split_seed: int
+):
     digits = load_digits_tensors(tile, channels, frac, split_seed)
     out = {}
     for i, split in enumerate(("train", "test")):
@@ -76,7 +78,13 @@ class DigitsMultiLabel(DataModule):
     def _tensors(self):
         p = self.params
         return load_mosaics(
-            p.tile_size, p.channels, (p.num_train, p.num_test), p.blank_prob, p.mosaic_seed, p.test_fraction, p.split_seed
+            p.tile_size,
+            p.channels,
+            (p.num_train, p.num_test),
+            p.blank_prob,
+            p.mosaic_seed,
+            p.test_fraction,
+            p.split_seed,
         )
 
     @functools.cached_property

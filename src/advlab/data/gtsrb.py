@@ -44,7 +44,11 @@ class GTSRBConfig(DatasetConfig):
 
     def validate(self, key: str) -> None:
         check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
-        check(self.top_classes is None or 2 <= self.top_classes <= 43, f"{key}.top_classes", "must be in [2, 43]")
+        check(
+            self.top_classes is None or 2 <= self.top_classes <= 43,
+            f"{key}.top_classes",
+            "must be in [2, 43]",
+        )
         check(0 < self.test_fraction < 1, f"{key}.test_fraction", "must be in (0, 1)")
 
 
@@ -62,7 +66,11 @@ def read_gt_csv(path: Path) -> list[dict[str, str]]:
 
 def _records(folder: Path, rows: list[dict[str, str]]) -> list[tuple[Path, tuple[int, int, int, int], int]]:
     return [
-        (folder / r["Filename"], (int(r["Roi.X1"]), int(r["Roi.Y1"]), int(r["Roi.X2"]), int(r["Roi.Y2"])), int(r["ClassId"]))
+        (
+            folder / r["Filename"],
+            (int(r["Roi.X1"]), int(r["Roi.Y1"]), int(r["Roi.X2"]), int(r["Roi.Y2"])),
+            int(r["ClassId"]),
+        )
         for r in rows
     ]
 
@@ -81,7 +89,9 @@ def load_gtsrb(root: str, size: int, crop: bool, top: int | None, frac: float, s
     else:  # split by track (filename prefix) so near-duplicate frames do not leak into the test split
         tracks = sorted({(c, p.parent.name, p.name.split("_")[0]) for p, _, c in train})
         rng = np.random.default_rng(seed)
-        test_tracks = {tracks[i] for i in rng.permutation(len(tracks))[: max(1, int(round(frac * len(tracks))))]}
+        test_tracks = {
+            tracks[i] for i in rng.permutation(len(tracks))[: max(1, int(round(frac * len(tracks))))]
+        }
         test = [r for r in train if (r[2], r[0].parent.name, r[0].name.split("_")[0]) in test_tracks]
         train = [r for r in train if (r[2], r[0].parent.name, r[0].name.split("_")[0]) not in test_tracks]
     counts = np.bincount([c for _, _, c in train], minlength=43)
@@ -90,7 +100,12 @@ def load_gtsrb(root: str, size: int, crop: bool, top: int | None, frac: float, s
     out = {}
     for split, recs in (("train", train), ("test", test)):
         recs = [r for r in recs if r[2] in remap]
-        x = torch.stack([load_image(p, size, box if crop else None) for p, box, _ in recs]).mul_(255).round_().to(torch.uint8)
+        x = (
+            torch.stack([load_image(p, size, box if crop else None) for p, box, _ in recs])
+            .mul_(255)
+            .round_()
+            .to(torch.uint8)
+        )
         y = torch.tensor([remap[c] for _, _, c in recs], dtype=torch.int64)
         out[split] = (x, y)
     return out, classes

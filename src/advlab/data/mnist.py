@@ -90,13 +90,21 @@ class MNIST(DataModule):
     @functools.cached_property
     def info(self) -> DataInfo:
         p = self.params
-        return DataInfo(10, (p.channels, p.size, p.size), [str(i) for i in range(10)], (0.1307,) * p.channels, (0.3081,) * p.channels)
+        return DataInfo(
+            10,
+            (p.channels, p.size, p.size),
+            [str(i) for i in range(10)],
+            (0.1307,) * p.channels,
+            (0.3081,) * p.channels,
+        )
 
     def dataset(self, split: str) -> TensorDataset:
         self.check_split(split)
         images, labels = load_mnist_split(str(self.root), split)
         x = images.float().div(255)[:, None]
         if self.params.size != x.shape[-1]:
-            x = F.interpolate(x, size=(self.params.size,) * 2, mode="bilinear", align_corners=False).clamp(0, 1)
+            x = F.interpolate(x, size=(self.params.size,) * 2, mode="bilinear", align_corners=False).clamp(
+                0, 1
+            )
         x = x.expand(-1, self.params.channels, -1, -1).contiguous()
         return TensorDataset(x, labels)

@@ -32,7 +32,9 @@ VOC_CLASSES = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 LAYOUT = ["Annotations", "ImageSets/Main/train.txt", "ImageSets/Main/val.txt", "JPEGImages"]
-SOURCE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ (VOCtrainval_11-May-2012.tar; root = VOCdevkit/VOC2012)"
+SOURCE = (
+    "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ (VOCtrainval_11-May-2012.tar; root = VOCdevkit/VOC2012)"
+)
 
 
 @dataclasses.dataclass
@@ -98,7 +100,9 @@ class VOC2012(DataModule):
     def _split(self, split: str) -> tuple[list[Path], torch.Tensor]:
         p = self.params
         if p.split_mode == "official":
-            return load_voc_index(str(self.root), "train.txt" if split == "train" else "val.txt", p.include_difficult)
+            return load_voc_index(
+                str(self.root), "train.txt" if split == "train" else "val.txt", p.include_difficult
+            )
         paths, labels = load_voc_index(str(self.root), "trainval.txt", p.include_difficult)
         idx = seeded_split(len(paths), (0.6, 0.2, 0.2), p.split_seed)[self.splits.index(split)]
         return [paths[i] for i in idx], labels[torch.as_tensor(idx)]

@@ -134,7 +134,9 @@ class Task:
         """The scores on which the decision is linear in the codewords (default: the raw outputs)."""
         return outputs
 
-    def target_constraints(self, features: Tensor, target: Tensor, confidence: float) -> tuple[Tensor, Tensor]:
+    def target_constraints(
+        self, features: Tensor, target: Tensor, confidence: float
+    ) -> tuple[Tensor, Tensor]:
         """Linear constraints ``A d <= b`` (``A [B, k, n]``, ``b [B, k]``) on a displacement ``d`` of the decision
         features meaning "``features + d`` is decoded as ``target`` with margin ``confidence``"."""
         raise NotImplementedError(

@@ -50,7 +50,9 @@ class Classification(Task):
 
         check_class_targets(y, target, self.info.num_classes)
 
-    def target_constraints(self, features: Tensor, target: Tensor, confidence: float) -> tuple[Tensor, Tensor]:
+    def target_constraints(
+        self, features: Tensor, target: Tensor, confidence: float
+    ) -> tuple[Tensor, Tensor]:
         """One-hot codewords: ``z_t - z_i >= conf`` for every ``i != t``."""
         from advlab.tasks.ecoc import codeword_constraints
 

@@ -53,8 +53,8 @@ def codeword_constraints(
     rows ``c_i - c_t`` and ``b_i = (c_t - c_i) . s - conf`` for every class ``i != t``. Shapes ``[B, l-1, n]``
     and ``[B, l-1]``."""
     codebook = codebook.to(scores)
-    l = codebook.shape[0]
-    others = torch.arange(l - 1, device=scores.device)[None, :]
+    num = codebook.shape[0]
+    others = torch.arange(num - 1, device=scores.device)[None, :]
     others = others + (others >= target[:, None]).long()  # every class index except the target's
     a = codebook[others] - codebook[target][:, None, :]
     b = -(a @ scores.unsqueeze(2)).squeeze(2) - confidence
@@ -95,7 +95,11 @@ class ECOCConfig(ComponentConfig):
     hinge_margin: float = 1.0
 
     def validate(self, key: str) -> None:
-        check(self.decode in ("logits", "tanh"), f"{key}.decode", f"must be logits or tanh (got '{self.decode}')")
+        check(
+            self.decode in ("logits", "tanh"),
+            f"{key}.decode",
+            f"must be logits or tanh (got '{self.decode}')",
+        )
         check(self.hinge_margin > 0, f"{key}.hinge_margin", f"must be > 0 (got {self.hinge_margin})")
         check(self.code_length >= 2, f"{key}.code_length", f"must be >= 2 (got {self.code_length})")
 
@@ -144,7 +148,9 @@ class ECOC(Task):
             return codeword_margin(feats, self.codebook, y, targeted=False)
         return codeword_margin(feats, self.codebook, target, targeted=True)
 
-    def target_constraints(self, features: Tensor, target: Tensor, confidence: float) -> tuple[Tensor, Tensor]:
+    def target_constraints(
+        self, features: Tensor, target: Tensor, confidence: float
+    ) -> tuple[Tensor, Tensor]:
         return codeword_constraints(features, self.codebook, target, confidence)
 
     def success(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
@@ -177,5 +183,8 @@ class ECOC(Task):
 
             bits = (adv_outputs > 0).float()
             meter.add(
-                "basr", bit_success_rate(bits, (self.output_code(y) > 0).float(), (self.output_code(target) > 0).float())
+                "basr",
+                bit_success_rate(
+                    bits, (self.output_code(y) > 0).float(), (self.output_code(target) > 0).float()
+                ),
             )

@@ -155,7 +155,9 @@ class MultiLabel(Task):
     def set_train_vectors(self, labels: Tensor) -> None:
         vectors = torch.unique(labels.float(), dim=0)
         if vectors.shape[0] < 2:
-            raise ConfigError("task.target_mode=train: the training split has fewer than 2 distinct label vectors")
+            raise ConfigError(
+                "task.target_mode=train: the training split has fewer than 2 distinct label vectors"
+            )
         self.train_vectors = vectors
 
     @property

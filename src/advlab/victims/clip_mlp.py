@@ -24,7 +24,9 @@ from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-SOURCE = "https://github.com/mlfoundations/open_clip (pretrained checkpoints on the Hugging Face Hub / OpenAI)"
+SOURCE = (
+    "https://github.com/mlfoundations/open_clip (pretrained checkpoints on the Hugging Face Hub / OpenAI)"
+)
 
 
 @dataclasses.dataclass
@@ -77,7 +79,9 @@ class CLIPMLPBuilder(VictimBuilder):
         try:
             model = open_clip.create_model(p.model, pretrained=str(pretrained) if pretrained else None)
         except RuntimeError as exc:
-            raise ConfigError(f"victim.model: open_clip cannot build '{p.model}' ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(
+                f"victim.model: open_clip cannot build '{p.model}' ({str(exc).splitlines()[0]})"
+            ) from None
         visual = model.visual
         size = getattr(visual, "image_size", None)
         size = size[0] if isinstance(size, (tuple, list)) else size

@@ -12,7 +12,9 @@ from advlab.errors import CheckpointError
 from advlab.victims.base import load_state_dict_file
 
 
-def load_backbone_weights(net: nn.Module, path: str, what: str, source: str, skip_prefixes: tuple[str, ...]) -> None:
+def load_backbone_weights(
+    net: nn.Module, path: str, what: str, source: str, skip_prefixes: tuple[str, ...]
+) -> None:
     """Load a backbone state_dict into ``net``, ignoring keys that start with ``skip_prefixes`` (the classifier
     head, which the victim replaces) on both sides."""
     file = Path(os.path.expanduser(path))

@@ -13,7 +13,9 @@ from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
 from advlab.victims.pretrained import load_backbone_weights
 
-SOURCE = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth (torchvision ResNet50_Weights.IMAGENET1K_V2)"
+SOURCE = (
+    "https://download.pytorch.org/models/resnet50-11ad3fa6.pth (torchvision ResNet50_Weights.IMAGENET1K_V2)"
+)
 
 
 @dataclasses.dataclass

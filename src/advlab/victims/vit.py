@@ -14,7 +14,9 @@ from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
 from advlab.victims.pretrained import load_backbone_weights
 
-SOURCE = "https://download.pytorch.org/models/vit_b_16-c867db91.pth (torchvision ViT_B_16_Weights.IMAGENET1K_V1)"
+SOURCE = (
+    "https://download.pytorch.org/models/vit_b_16-c867db91.pth (torchvision ViT_B_16_Weights.IMAGENET1K_V1)"
+)
 
 
 @dataclasses.dataclass
