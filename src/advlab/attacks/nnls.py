@@ -26,16 +26,6 @@ def _solve_on_free_set(q: Tensor, b: Tensor, free: Tensor, ridge: Tensor) -> Ten
     return torch.linalg.solve(m, (-b * f).unsqueeze(2)).squeeze(2) * f
 
 
-def kkt_residual(q: Tensor, b: Tensor, lam: Tensor) -> Tensor:
-    """Per-problem violation of the KKT conditions (lam >= 0, g >= 0, lam * g = 0), relative to the scale."""
-    g = (q @ lam.unsqueeze(2)).squeeze(2) + b
-    scale = 1 + b.abs().amax(dim=1) + (q.diagonal(dim1=1, dim2=2).abs().amax(dim=1) * lam.abs().amax(dim=1))
-    viol = torch.stack(
-        [(-lam).clamp(min=0).amax(dim=1), (-g).clamp(min=0).amax(dim=1), (lam * g).abs().amax(dim=1)], dim=1
-    )
-    return viol.amax(dim=1) / scale
-
-
 def solve_nonneg_qp(q: Tensor, b: Tensor, max_iter: int | None = None, tol: float = 1e-10) -> Tensor:
     """``argmin_{lam >= 0} 1/2 lam^T Q lam + b^T lam`` for each problem of the batch (see module doc).
 
