@@ -183,3 +183,15 @@ def test_jma_digits_multilabel_end_to_end(tmp_path):
     lots = json.loads((lots_dir / "results.json").read_text())["metrics"]
     assert "attack/no_target" in lots
     assert torch.equal(torch.load(tmp_path / "lots" / "targets.pt"), targets)  # same seeded targets
+
+
+def test_target_settings_do_not_retrain_the_victim():
+    from advlab.runner import build_spec, victim_cache_key
+
+    def key(*overrides):
+        return victim_cache_key(
+            build_spec(make_cfg("experiment=jma_digits_multilabel", "device=cpu", *overrides))
+        )
+
+    assert key() == key("task.flip_bits=5") == key("task.target_mode=all_zero")
+    assert key() != key("task.loss=asl")  # the training loss does change the weights

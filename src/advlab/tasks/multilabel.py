@@ -19,7 +19,7 @@ the target changes, w.r.t. the ground truth, that the attack flipped as asked).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,8 @@ TARGET_MODES = ("flip", "train", "all_zero")
 
 @dataclasses.dataclass
 class MultiLabelConfig(ComponentConfig):
+    #: not part of a trained victim's cache key (they only decide how attack targets are drawn)
+    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_mode", "flip_bits")
     loss: str = "bce"  # bce | asl
     asl_gamma_neg: float = 4.0  # ASL focusing on negatives
     asl_gamma_pos: float = 0.0
