@@ -30,6 +30,8 @@ def save_example_grid(examples: Examples, class_names: list[str], path: Path) ->
     cmap = "gray" if examples.x.shape[1] == 1 else None
 
     def name(i) -> str:
+        if getattr(i, "dim", lambda: 0)() >= 1:  # multi-hot label vector: the names of the labels that are on
+            return ",".join(name(j) for j in i.nonzero().flatten().tolist()) or "-"
         i = int(i)
         return class_names[i] if 0 <= i < len(class_names) else str(i)
 

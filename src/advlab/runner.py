@@ -129,7 +129,11 @@ def victim_cache_key(spec: RunSpec) -> dict[str, Any]:
     return {
         "format": CACHE_FORMAT,
         "dataset": dataset,
-        "task": dataclasses.asdict(spec.task),
+        "task": {  # fields that only shape the evaluation (e.g. how targets are drawn) do not change the weights
+            k: v
+            for k, v in dataclasses.asdict(spec.task).items()
+            if k not in getattr(type(spec.task), "eval_only_fields", ())
+        },
         "victim": victim,
         "init_checkpoint": file_sha256(checkpoint) if checkpoint else None,
         "train": dataclasses.asdict(spec.train),
@@ -217,6 +221,7 @@ class RunContext:
         seed_everything(spec.seed)
         data = DATASETS.build(spec.dataset, spec.seed)
         task = TASKS.build(spec.task, data.info)
+        task.attach_data(data)
         return Components(data, task, DEFENSES.build(spec.defense, task), ATTACKS.build(spec.attack, task))
 
     def prepare_victim(self, components: Components, spec: RunSpec | None = None) -> tuple[Victim, dict]:

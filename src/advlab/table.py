@@ -2,6 +2,7 @@
 parameters against the metrics.
 
     advlab-table multirun/2026-11-21/10-00-00 [--metrics clean/acc adv/acc] [--out DIR]
+    advlab-table multirun/... --layout jma     (a paper's layout: rows = attack + parameters)
 
 Each run is a folder with ``results.json``; its swept parameters are read from Hydra's
 ``.hydra/overrides.yaml``. Writes ``table.md`` and ``table.csv`` into the folder (or ``--out``) and prints
@@ -37,6 +38,7 @@ def collect_runs(root: Path) -> list[dict[str, Any]]:
                 "run": str(results.parent.relative_to(root)) or ".",
                 "params": params,
                 "metrics": data.get("metrics", {}),
+                "attack": data.get("attack"),
             }
         )
     return rows
@@ -73,6 +75,41 @@ def build_table(
     return header, cells
 
 
+#: paper table layouts: rows = the attack and its parameters, columns = (title, metric key, number format)
+LAYOUTS: dict[str, list[tuple[str, str, str]]] = {
+    "jma": [
+        ("ASR", "attack/asr", ".2f"),
+        ("bASR", "attack/basr", ".3f"),
+        ("MSE", "attack/mse", ".1e"),
+        ("SSIM", "attack/ssim", ".4f"),
+        ("n_it", "attack/iters", ".2f"),
+        ("Time(s)", "attack/time_per_image_s", ".3g"),
+    ],
+}
+
+
+def build_layout_table(rows: list[dict[str, Any]], layout: str) -> tuple[list[str], list[list[str]]]:
+    """The paper layout: one row per run, labelled by the attack and its ``attack.*`` overrides, sorted by
+    attack then parameters; metric columns absent from every run are left out."""
+    columns = [c for c in LAYOUTS[layout] if any(c[1] in r["metrics"] for r in rows)]
+    header = ["Attack", "Parameters", *[c[0] for c in columns]]
+    cells = []
+    for r in rows:
+        attack = r.get("attack") or r["params"].get("attack", "")
+        params = ", ".join(
+            f"{k.removeprefix('attack.')}={v}"
+            for k, v in sorted(r["params"].items())
+            if k.startswith("attack.")
+        )
+        line = [attack, params or "-"]
+        for _, key, fmt in columns:
+            v = r["metrics"].get(key)
+            line.append("-" if v is None else format(v, fmt))
+        cells.append(line)
+    cells.sort(key=lambda c: (c[0], c[1]))
+    return header, cells
+
+
 def to_markdown(header: list[str], cells: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in cells]
@@ -93,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", nargs="+", default=None, help="metric keys to show (default: all)")
     parser.add_argument("--all-params", action="store_true", help="show every override, not only swept ones")
     parser.add_argument("--out", type=Path, default=None, help="where to write table.md/table.csv")
+    parser.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default=None,
+        help="a paper's layout (jma: rows attack + parameters; columns ASR, bASR, MSE, SSIM, n_it, time)",
+    )
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         print(f"advlab-table: '{args.folder}' is not a folder", file=sys.stderr)
@@ -101,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"advlab-table: no results.json under '{args.folder}' (did the runs finish?)", file=sys.stderr)
         return 1
-    header, cells = build_table(rows, args.metrics, args.all_params)
+    if args.layout:
+        header, cells = build_layout_table(rows, args.layout)
+    else:
+        header, cells = build_table(rows, args.metrics, args.all_params)
     md = to_markdown(header, cells)
     out = args.out or args.folder
     out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,10 @@ class Attack:
     def targeted(self) -> bool:
         return bool(getattr(self.params, "targeted", False))
 
+    def prepare(self, model: nn.Module, data: Any) -> None:
+        """Called once by the evaluate loop before the first batch, with the victim and the data module (e.g. to
+        collect target representations from the training split). Default: nothing."""
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         raise NotImplementedError
 

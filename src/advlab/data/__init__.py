@@ -1,4 +1,19 @@
-from advlab.data import celeba, cifar10, cifar10c, cityscapes, digits, digits_seg, imagenet100, synthfaces  # noqa: F401  (registers)
+from advlab.data import (  # noqa: F401  (registers)
+    celeba,
+    cifar10,
+    cifar10c,
+    cityscapes,
+    coco,
+    digits,
+    digits_multilabel,
+    digits_seg,
+    gtsrb,
+    imagenet100,
+    mnist,
+    nuswide,
+    synthfaces,
+    voc,
+)
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
 
 __all__ = ["DATASETS", "DataModule", "DatasetConfig", "require_root"]

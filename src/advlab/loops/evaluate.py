@@ -1,8 +1,8 @@
 """The evaluate loop: clean metrics on the test split and, with an attack, metrics under the attack.
 
 Metric keys: ``clean/<m>`` and ``adv/<m>`` from the task (e.g. ``acc``), ``attack/asr`` (task's rule),
-``attack/linf`` and ``attack/l2`` (means over the examples counted as successes, the convention for
-minimal-perturbation attacks), ``attack/linf_max``/``attack/l2_max`` (over all attacked examples, the bound
+``attack/linf``, ``attack/l2``, ``attack/mse``, ``attack/psnr`` and ``attack/ssim`` (means over the examples
+counted as successes, the convention for minimal-perturbation attacks), ``attack/linf_max``/``attack/l2_max`` (over all attacked examples, the bound
 check), ``attack/time_per_image_s`` and any per-sample statistic the attack reports (``attack/iters``...).
 """
 
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
-from advlab.metrics.distortion import distortion
+from advlab.metrics.distortion import distortion, image_quality
 from advlab.registry import check
 from advlab.tasks.base import Meter, Task
 from advlab.utils import atomic_torch_save
@@ -104,6 +104,8 @@ def evaluate(
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
     run_attack = not isinstance(attack, NoAttack)
+    if run_attack:
+        attack.prepare(model, data)
     gen = torch.Generator().manual_seed(seed)
     state = {
         "clean": task.meter(),
@@ -174,6 +176,8 @@ def evaluate(
         for name, values in distortion(x, x_adv).items():
             att.add(name, values, mask=eligible & success)
             att.add_max(f"{name}_max", values)
+        for name, values in image_quality(x, x_adv).items():  # mse, psnr, ssim on successes
+            att.add(name, values, mask=eligible & success)
         if lpips_fn is not None:
             with torch.no_grad():
                 values = lpips_fn(x, x_adv)

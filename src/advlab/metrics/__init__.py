@@ -1,3 +1,3 @@
-from advlab.metrics.distortion import distortion
+from advlab.metrics.distortion import distortion, image_quality
 
-__all__ = ["distortion"]
+__all__ = ["distortion", "image_quality"]

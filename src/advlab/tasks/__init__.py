@@ -1,4 +1,10 @@
-from advlab.tasks import classification, segmentation, verification  # noqa: F401  (registers)
+from advlab.tasks import (  # noqa: F401  (registers)
+    classification,
+    ecoc,
+    multilabel,
+    segmentation,
+    verification,
+)
 from advlab.tasks.base import TASKS, DataInfo, Meter, Task
 
 __all__ = ["TASKS", "DataInfo", "Meter", "Task"]

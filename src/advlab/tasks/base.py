@@ -121,6 +121,32 @@ class Task:
         """Draw attack targets different from ``y`` (seeded by ``generator``, on y's device)."""
         raise NotImplementedError
 
+    def check_target(self, y: Tensor, target: Tensor) -> None:
+        """Raise ``ValueError`` naming the problem when ``target`` is unusable for ``y`` (wrong shape or values,
+        equal to the ground truth). Tasks override; the default accepts anything."""
+
+    def attach_data(self, data: Any) -> None:
+        """Called once by the runner with the data module (e.g. to collect training label vectors for target
+        sampling). Default: nothing."""
+
+    # ---- output-space geometry (attacks that work on the decision scores: JMA, ML-C&W, ...) --------------
+    def decision_features(self, outputs: Tensor) -> Tensor:
+        """The scores on which the decision is linear in the codewords (default: the raw outputs)."""
+        return outputs
+
+    def target_constraints(
+        self, features: Tensor, target: Tensor, confidence: float
+    ) -> tuple[Tensor, Tensor]:
+        """Linear constraints ``A d <= b`` (``A [B, k, n]``, ``b [B, k]``) on a displacement ``d`` of the decision
+        features meaning "``features + d`` is decoded as ``target`` with margin ``confidence``"."""
+        raise NotImplementedError(
+            f"task '{self.registered_name}' defines no linear target constraints (needed by JMA)"
+        )
+
+    def output_code(self, target: Tensor) -> Tensor:
+        """Desired sign (+-1) of every output for ``target`` (per-output hinge attacks such as ML-C&W)."""
+        raise NotImplementedError(f"task '{self.registered_name}' defines no per-output target code")
+
     # ---- metrics -------------------------------------------------------------------------------------
     def meter(self) -> Meter:
         """A fresh accumulator for this task's metrics. Tasks whose metrics are not means of per-sample values

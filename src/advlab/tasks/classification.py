@@ -45,5 +45,22 @@ class Classification(Task):
         shift = torch.randint(1, k, y.shape, generator=generator, device="cpu").to(y.device)
         return (y + shift) % k
 
+    def check_target(self, y: Tensor, target: Tensor) -> None:
+        from advlab.tasks.ecoc import check_class_targets
+
+        check_class_targets(y, target, self.info.num_classes)
+
+    def target_constraints(
+        self, features: Tensor, target: Tensor, confidence: float
+    ) -> tuple[Tensor, Tensor]:
+        """One-hot codewords: ``z_t - z_i >= conf`` for every ``i != t``."""
+        from advlab.tasks.ecoc import codeword_constraints
+
+        eye = torch.eye(self.num_outputs, device=features.device, dtype=features.dtype)
+        return codeword_constraints(features, eye, target, confidence)
+
+    def output_code(self, target: Tensor) -> Tensor:
+        return F.one_hot(target, self.num_outputs).float() * 2 - 1
+
     def update_metrics(self, meter: Meter, outputs: Tensor, y: Tensor) -> None:
         meter.add("acc", self.correct(outputs, y).float())

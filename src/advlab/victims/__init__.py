@@ -1,4 +1,12 @@
-from advlab.victims import face_resnet, mmseg, resnet, smallcnn  # noqa: F401  (registers)
+from advlab.victims import (  # noqa: F401  (registers)
+    clip_mlp,
+    face_resnet,
+    mmseg,
+    resnet,
+    resnet50,
+    smallcnn,
+    vit,
+)
 from advlab.victims.base import (
     VICTIMS,
     Victim,

@@ -1,0 +1,157 @@
+"""Benchmark JMA against ML-C&W on the embedded multi-label victim (the ``jma_digits_multilabel`` experiment).
+
+Both attacks get the same test images and the same targets (drawn by the task with the evaluate loop's
+seeded generator, so they equal the experiment's targets.pt) and the same frozen victim (trained by advlab on the 2x2 digit mosaics and cached, exactly as the experiment does). Each
+attack runs on the whole set once, batch by batch; time is wall-clock (``time.perf_counter``, CUDA
+synchronised). Reported per attack: ASR (the whole label vector equals the target), bASR (share of the asked
+bit flips obtained), MSE on successes, mean iterations and mean time per image; and the ratios
+JMA/ML-C&W. The issue's acceptance: JMA's ASR not lower and its time per image at most 1/3 of ML-C&W's.
+
+Run:
+    .venv/bin/python scripts/bench_jma.py                       # the experiment's defaults (3-bit flips)
+    .venv/bin/python scripts/bench_jma.py --flip-bits 5 --num-examples 100 --device cuda
+    .venv/bin/python scripts/bench_jma.py --override attack.step=0.2 --json bench_jma.json
+
+``--override`` takes Hydra overrides for the JMA run's config (``attack.*`` are JMA's parameters);
+``--mlcw KEY=VALUE`` sets ML-C&W's (defaults: conf/attack/ml_cw.yaml, the paper's (0.01, 10, 1000)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from advlab.app import config_dir
+from advlab.attacks.base import ATTACKS
+from advlab.data.base import DATASETS
+from advlab.defenses.base import DEFENSES
+from advlab.loggers.base import Tracker
+from advlab.metrics.distortion import image_quality
+from advlab.recorder import RunRecorder
+from advlab.runner import build_spec, prepare_victim
+from advlab.tasks.base import TASKS, Meter
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--experiment", default="jma_digits_multilabel")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--num-examples", type=int, default=None, help="default: the experiment's eval.num_examples"
+    )
+    ap.add_argument("--flip-bits", type=int, default=None, help="default: the experiment's task.flip_bits")
+    ap.add_argument("--override", nargs="*", default=[], help="Hydra overrides for the JMA config")
+    ap.add_argument("--mlcw", nargs="*", default=[], help="ML-C&W parameters as KEY=VALUE")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    return ap.parse_args(argv)
+
+
+def compose_cfg(args: argparse.Namespace, attack: str, extra: list[str]):
+    overrides = [f"experiment={args.experiment}", "logger=none", "progress=false", f"device={args.device}"]
+    if args.num_examples is not None:
+        overrides.append(f"eval.num_examples={args.num_examples}")
+    if args.flip_bits is not None:
+        overrides.append(f"task.flip_bits={args.flip_bits}")
+    if attack != "jma":
+        overrides.append(f"attack={attack}")
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=overrides + extra)
+
+
+def run_attack(attack, model, task, batches, device) -> dict[str, float]:
+    meter = Meter()
+    elapsed, n = 0.0, 0
+    for x, y, target in batches:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        x_adv = attack(model, x, y, target)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed += time.perf_counter() - t0
+        n += x.shape[0]
+        with torch.no_grad():
+            clean, adv = model(x), model(x_adv)
+        task.update_attack_metrics(meter, clean, adv, y, target)
+        _, success = task.attack_outcome(clean, adv, y, target)
+        meter.add("mse", image_quality(x, x_adv)["mse"], mask=success)
+        meter.add("iters", attack.batch_stats["iters"])
+    out = meter.compute()
+    out["time_per_image_s"] = elapsed / max(n, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    jma_cfg = compose_cfg(args, "jma", args.override)
+    mlcw_cfg = compose_cfg(args, "ml_cw", [f"attack.{kv}" for kv in args.mlcw])
+    spec = build_spec(jma_cfg)
+    data = DATASETS.build(spec.dataset, spec.seed)
+    task = TASKS.build(spec.task, data.info)
+    task.attach_data(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, victim_info = prepare_victim(
+            spec, data, task, DEFENSES.build(spec.defense, task), RunRecorder(Path(tmp), Tracker(None))
+        )
+    model.eval().requires_grad_(False)
+    device = spec.device
+    gen = torch.Generator().manual_seed(spec.seed)  # the evaluate loop's target stream
+    batches = []
+    for x, y in data.loader("test", spec.eval.batch_size, limit=spec.eval.num_examples):
+        x, y = x.to(device), y.to(device)
+        batches.append((x, y, task.sample_targets(y, gen)))
+    attacks = {
+        "JMA": ATTACKS.build(spec.attack, task),
+        "ML-C&W": ATTACKS.build(build_spec(mlcw_cfg).attack, task),
+    }
+    results = {}
+    for name, attack in attacks.items():
+        print(
+            f"running {name} on {sum(b[0].shape[0] for b in batches)} images ...", file=sys.stderr, flush=True
+        )
+        attack.prepare(model, data)  # one-time setup (JMA: torch.func's first-use import), not timed
+        results[name] = run_attack(attack, model, task, batches, device)
+    jma, mlcw = results["JMA"], results["ML-C&W"]
+    cols = ["asr", "basr", "mse", "iters", "time_per_image_s"]
+    print(
+        f"\nJMA vs ML-C&W on {args.experiment} ({spec.task.target_mode}, flip_bits={spec.task.flip_bits}), "
+        f"{sum(b[0].shape[0] for b in batches)} images, device {device}\n"
+    )
+    print("| attack | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for name, r in results.items():
+        print(f"| {name} | " + " | ".join(f"{r.get(c, float('nan')):.4g}" for c in cols) + " |")
+    time_ratio = jma["time_per_image_s"] / mlcw["time_per_image_s"]
+    print(f"\nASR JMA - ML-C&W: {jma['asr'] - mlcw['asr']:+.3f} (acceptance: >= 0)")
+    print(
+        f"time per image JMA / ML-C&W: {time_ratio:.3f} (acceptance: <= 0.333; speed-up x{1 / time_ratio:.1f})"
+    )
+    ok = jma["asr"] >= mlcw["asr"] and time_ratio <= 1 / 3
+    print("PASS" if ok else "FAIL")
+    if args.json:
+        payload = {
+            "results": results,
+            "time_ratio": time_ratio,
+            "pass": ok,
+            "victim": victim_info,
+            "jma": vars(spec.attack),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        }
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

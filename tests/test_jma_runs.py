@@ -1,0 +1,197 @@
+"""JMA issue: the attacks on ECOC / one-hot models, LOTS, the paper's table layout and an end-to-end run of
+the embedded experiment (small settings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import make_cfg, run_cli
+from torch import nn
+
+from advlab.attacks.jma import JMA
+from advlab.attacks.lots import LOTS
+from advlab.attacks.ml_cw import MLCW
+from advlab.registry import parse_config
+from advlab.table import build_layout_table, collect_runs
+from advlab.tasks.base import TASKS, DataInfo
+
+
+def task(name: str, n: int, shape=(3, 4, 4), **params):
+    cls = TASKS.get(name)
+    info = DataInfo(n, shape, [str(i) for i in range(n)], (0.0,) * shape[0], (1.0,) * shape[0])
+    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info)
+
+
+def attack(cls, t, **params):
+    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
+
+
+def mlp(outputs: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(48, 64), nn.Tanh(), nn.Linear(64, outputs)).eval()
+
+
+def test_jma_on_ecoc_mlp_reaches_targets():
+    t = task("ecoc", 6, code_length=8)
+    model = mlp(8)
+    x = torch.rand(24, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = t.predict(model(x)).detach()
+    target = t.sample_targets(y, torch.Generator().manual_seed(1))
+    jma = attack(JMA, t, step=0.1, max_iters=100)
+    x_adv = jma(model, x, y, target)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    ok = t.success(model(x_adv), y, target)
+    assert ok.float().mean() >= 0.9
+    it = jma.batch_stats["iters"]
+    assert ((it[ok] >= 6) & (it[ok] <= 100 - 1 + 6)).all()
+
+
+def test_jma_one_hot_on_trained_digits(digits_setup, digits_batch):
+    model, t, _, _ = digits_setup
+    x, y, correct = digits_batch
+    x, y = x[correct][:32], y[correct][:32]
+    target = t.sample_targets(y, torch.Generator().manual_seed(0))
+    jma = attack(JMA, t, step=0.5, max_iters=50)
+    x_adv = jma(model, x, y, target)
+    assert t.success(model(x_adv), y, target).float().mean() >= 0.9
+
+
+def test_lots_reaches_pooled_targets_and_skips_unknown():
+    t = task("multilabel", 4)
+    model = mlp(4, seed=1)
+    x = torch.rand(64, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = model(x)
+    labels = t.predict(logits)
+    lots = attack(LOTS, t, max_iters=300, step=0.01, num_target_images=5)
+    lots.set_target_pool(logits, labels)
+    # attack 8 images towards the label vectors of 8 other pool images (targets that exist in the pool)
+    xa, ya = x[:8], labels[:8]
+    perm = torch.tensor([v for v in range(8, 64) if not torch.equal(labels[v], ya[0])][:8])
+    target = labels[perm]
+    keep = (target != ya).any(1)
+    xa, ya, target = xa[keep], ya[keep], target[keep]
+    x_adv = lots(model, xa, ya, target)
+    assert (lots.batch_stats["no_target"] == 0).all()
+    assert t.success(model(x_adv), ya, target).float().mean() >= 0.75
+    # a label vector no pool image carries: LOTS cannot build a representation, the image is left as is
+    absent = [
+        v for v in torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 4) if not (labels == v).all(1).any()
+    ]
+    if absent:
+        tgt = absent[0][None].expand(2, -1).clone()
+        y2 = 1 - tgt
+        out = lots(model, x[:2], y2, tgt)
+        assert torch.equal(out, x[:2]) and (lots.batch_stats["no_target"] == 1).all()
+
+
+def test_mlcw_on_ecoc_uses_the_codeword():
+    t = task("ecoc", 4, code_length=4)
+    model = mlp(4, seed=3)
+    x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    y = t.predict(model(x)).detach()
+    target = t.sample_targets(y, torch.Generator().manual_seed(4))
+    cw = attack(MLCW, t, steps=300, binary_search_steps=4, initial_const=1.0, lr=0.05)
+    x_adv = cw(model, x, y, target)
+    ok = t.success(model(x_adv), y, target)
+    assert ok.float().mean() >= 0.75
+    assert (cw.batch_stats["iters_total"] >= cw.batch_stats["iters"]).all()
+
+
+def test_table_jma_layout(tmp_path):
+    runs = [
+        (
+            "jma",
+            ["attack.step=0.1"],
+            {
+                "attack/asr": 1.0,
+                "attack/basr": 1.0,
+                "attack/mse": 2.5e-5,
+                "attack/iters": 7.5,
+                "attack/time_per_image_s": 0.12,
+            },
+        ),
+        (
+            "jma",
+            ["attack.step=0.5"],
+            {
+                "attack/asr": 0.95,
+                "attack/basr": 0.99,
+                "attack/mse": 3.1e-5,
+                "attack/iters": 6.2,
+                "attack/time_per_image_s": 0.1,
+            },
+        ),
+        (
+            "ml_cw",
+            ["attack=ml_cw", "attack.initial_const=0.01"],
+            {
+                "attack/asr": 0.9,
+                "attack/basr": 0.97,
+                "attack/mse": 4e-5,
+                "attack/iters": 600.0,
+                "attack/time_per_image_s": 1.5,
+            },
+        ),
+    ]
+    for i, (name, overrides, metrics) in enumerate(runs):
+        d = tmp_path / str(i)
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["experiment=jma_voc_5bit", *overrides]))
+        (d / "results.json").write_text(json.dumps({"metrics": metrics, "attack": name}))
+    header, cells = build_layout_table(collect_runs(tmp_path), "jma")
+    assert header == ["Attack", "Parameters", "ASR", "bASR", "MSE", "n_it", "Time(s)"]  # no SSIM in any run
+    assert cells[0][:2] == ["jma", "step=0.1"] and cells[1][:2] == ["jma", "step=0.5"]
+    assert cells[2] == ["ml_cw", "initial_const=0.01", "0.90", "0.970", "4.0e-05", "600.00", "1.5"]
+    from advlab.table import main
+
+    assert main([str(tmp_path), "--layout", "jma"]) == 0
+    assert "| jma | step=0.5 | 0.95 |" in (tmp_path / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_jma_digits_multilabel_end_to_end(tmp_path):
+    """The embedded experiment's pipeline, shrunk: trains the victim, attacks with JMA, writes the metrics and
+    the targets; then LOTS on the same (cached) victim."""
+    small = ["dataset.num_train=600", "train.epochs=2", "eval.num_examples=12", "eval.batch_size=6"]
+    res = run_cli(
+        "experiment=jma_digits_multilabel", f"hydra.run.dir={tmp_path / 'jma'}", "logger=none", *small
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((tmp_path / "jma" / "results.json").read_text())["metrics"]
+    for key in (
+        "attack/asr",
+        "attack/basr",
+        "attack/mse",
+        "attack/psnr",
+        "attack/ssim",
+        "attack/iters",
+        "attack/time_per_image_s",
+        "clean/mAP",
+        "clean/hamming",
+    ):
+        assert key in metrics, key
+    targets = torch.load(tmp_path / "jma" / "targets.pt")
+    assert targets.shape == (12, 10) and ((targets == 0) | (targets == 1)).all()
+    from advlab.runner import run
+
+    lots_dir = tmp_path / "lots"  # in-process (no second interpreter start); the victim comes from the cache
+    run(make_cfg("experiment=jma_digits_multilabel", "attack=lots", "attack.max_iters=50", *small), lots_dir)
+    lots = json.loads((lots_dir / "results.json").read_text())["metrics"]
+    assert "attack/no_target" in lots
+    assert torch.equal(torch.load(tmp_path / "lots" / "targets.pt"), targets)  # same seeded targets
+
+
+def test_target_settings_do_not_retrain_the_victim():
+    from advlab.runner import build_spec, victim_cache_key
+
+    def key(*overrides):
+        return victim_cache_key(
+            build_spec(make_cfg("experiment=jma_digits_multilabel", "device=cpu", *overrides))
+        )
+
+    assert key() == key("task.flip_bits=5") == key("task.target_mode=all_zero")
+    assert key() != key("task.loss=asl")  # the training loss does change the weights
