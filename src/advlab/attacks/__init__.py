@@ -1,4 +1,4 @@
-from advlab.attacks import cw, fgsm, pgd, universal_noise  # noqa: F401  (registers)
+from advlab.attacks import asl_par, cw, fgsm, pgd, universal_noise  # noqa: F401  (registers)
 from advlab.attacks.base import ATTACKS, Attack, AttackConfig
 
 __all__ = ["ATTACKS", "Attack", "AttackConfig"]
