@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class ASLPARPipelineConfig(ComponentConfig):
     attribute_table: bool = True  # write attributes.md (per-attribute mA of every phase)
+    require_perturbation: bool = False  # transfer runs: attack.perturbation_path must be given
 
 
 def _with_defense_none(ctx: RunContext):
@@ -76,6 +77,10 @@ class ASLPARPipeline(Pipeline):
         spec = ctx.spec
         if spec.attack.name == "none":
             raise ConfigError("pipeline=asl_par needs a universal attack (attack=asl_par)")
+        if self.params.require_perturbation and not getattr(spec.attack, "perturbation_path", None):
+            raise ConfigError(
+                "attack.perturbation_path: a transfer run applies a saved noise; set it to <run>/perturbation.pt"
+            )
         if spec.defense.name not in ("none", "asl_par"):
             raise ConfigError(
                 f"pipeline=asl_par: defense must be none or asl_par (got '{spec.defense.name}')"

@@ -1,4 +1,4 @@
-from advlab.victims import promptpar, resnet, smallcnn  # noqa: F401  (registers)
+from advlab.victims import par_baseline, promptpar, resnet, smallcnn  # noqa: F401  (registers)
 from advlab.victims.base import (
     VICTIMS,
     Victim,

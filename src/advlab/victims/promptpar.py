@@ -66,6 +66,12 @@ class PromptPARConfig(VictimConfig):
         check(self.prompts_per_group >= 0, f"{key}.prompts_per_group", "must be >= 0")
         check(self.num_parts >= 1, f"{key}.num_parts", f"must be >= 1 (got {self.num_parts})")
         check(self.text_prompts >= 0, f"{key}.text_prompts", "must be >= 0")
+        if not self.pretrained and self.model_name != TINY_MODEL and str(self.freeze_clip).lower() != "false":
+            raise ConfigError(
+                f"{key}.pretrained: PromptPAR on {self.model_name} needs CLIP weights: download OpenAI's ViT-L/14 "
+                f"({OPENAI_CLIP}) and set {key}.pretrained=<file> (or {key}.freeze_clip=false to train CLIP "
+                "from scratch)"
+            )
         if self.pretrained:
             path = Path(os.path.expanduser(self.pretrained))
             if not path.is_file():
