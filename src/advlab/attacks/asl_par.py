@@ -46,6 +46,9 @@ class ASLPARConfig(UniversalConfig):
     objective: str = "both"  # both | label | semantic  (the paper's ablation switches)
     semantic_weight: float = 0.5  # weight of L_GL
     label_seed: int = 0  # seed of the label perturbation (per-group derangements)
+    label_shift: str = (
+        "fixed"  # fixed: one shift for every image (saved) | per_sample: redrawn per image and step
+    )
     momentum: float = 0.9
     warmup_epochs: float = 1.0
     init: str = "zeros"  # zeros | uniform (uniform in [-eps, eps])
@@ -160,7 +163,10 @@ class ASLPAR(UniversalAttack):
 
     def training_loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         outputs = model(self.apply(x))
-        target = self.shifted(y)
+        if self.params.label_shift == "per_sample":
+            target = shift_labels(y.float(), self.groups, shift_maps(self.groups, y.shape[0], generator))
+        else:
+            target = self.shifted(y)
         logits, aux = self.task.split_outputs(outputs)
         obj = self.params.objective
         if obj in ("semantic", "both") and aux is None:
