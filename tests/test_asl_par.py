@@ -165,3 +165,31 @@ def test_defense_text_prompts_receive_gradient_and_start_as_the_victim(setup):
     trainable = {id(p) for g in model.param_groups(8e-4) for p in g["params"]}
     assert trainable == {id(model.text_prompts), id(model.filter.weight), id(model.filter.bias)}
     assert [g["lr"] for g in model.param_groups(8e-4)] == pytest.approx([8e-4, 4e-4])
+
+
+def test_per_image_label_shift_is_fixed_per_image_and_seeded(setup):
+    _, task, data = setup
+    x, y = data.dataset("train").tensors
+    a, b = asl_par(task), asl_par(task, "attack.label_seed=5")
+    for atk in (a, b):
+        atk.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(0))
+    full = a.shifted_per_image(x, y)
+    # the same image gets the same shifted labels in any batch, in any order
+    torch.testing.assert_close(a.shifted_per_image(x[10:20].flip(0), y[10:20].flip(0)), full[10:20].flip(0))
+    torch.testing.assert_close(asl_par(task).shifted_per_image(x, y), full)  # reproducible from the seed
+    assert not torch.equal(b.shifted_per_image(x, y), full)
+    # per image: images with the same labels in a group get different shifts (one shared map would not)
+    start, end = data.info.groups[1]
+    seen: dict[tuple, set] = {}
+    for seg, new in zip(y[:, start:end], full[:, start:end]):
+        seen.setdefault(tuple(seg.tolist()), set()).add(tuple(new.tolist()))
+    assert max(len(v) for v in seen.values()) > 1
+    for start, end in data.info.groups:
+        if end - start > 1:
+            assert torch.equal(full[:, start:end].sum(1), y[:, start:end].sum(1))
+            moved = (full[:, start:end] != y[:, start:end]).any(1)
+            has_pos = y[:, start:end].sum(1) > 0
+            full_group = y[:, start:end].sum(1) == end - start
+            assert moved[has_pos & ~full_group].all()  # every image with a positive has it moved
+        else:
+            assert torch.equal(full[:, start], 1 - y[:, start])

@@ -41,7 +41,8 @@ def test_asl_par_pipeline_end_to_end(tmp_path):
     assert defense["text_prompts"].shape[0] == 4 and defense["text_prompts"].abs().sum() > 0
 
     # the saved noise applied to synthpar drawn at another size (resized), no optimisation, no defense
-    again = run(make_cfg(*SMALL, "dataset.size=48", "defense=none",
+    no_defense = [o for o in SMALL if not o.startswith("defense.")]
+    again = run(make_cfg(*no_defense, "dataset.size=48", "defense=none",
                          f"attack.perturbation_path={run_dir / 'perturbation.pt'}"), tmp_path / "transfer")  # fmt: skip
     assert not (tmp_path / "transfer" / "perturbation.pt").exists()
     assert "adv/mA" in again["metrics"] and "defended/mA" not in again["metrics"]

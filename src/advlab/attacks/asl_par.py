@@ -35,7 +35,7 @@ from advlab.attacks.universal import UniversalAttack, UniversalConfig
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
 from advlab.tasks.base import DataInfo
-from advlab.tasks.par import shift_labels, shift_maps
+from advlab.tasks.par import keyed_cycles, shift_labels, shift_maps
 
 
 @dataclasses.dataclass
@@ -110,6 +110,16 @@ class ASLPAR(UniversalAttack):
         maps = [self.perturbation[f"shift_map_{g}"].long() for g in range(len(self.groups))]
         return shift_labels(y.float(), self.groups, maps)
 
+    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: a seeded random
+        projection of the pixels keys a hash-based derangement per group."""
+        seed = self.params.label_seed
+        gen = torch.Generator().manual_seed(seed)
+        proj = torch.randn(x[0].numel(), generator=gen, dtype=torch.float64).to(x.device)
+        keys = x.flatten(1).double() @ proj
+        maps = [keyed_cycles(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
+        return shift_labels(y.float(), self.groups, maps)
+
     # ---- the universal-attack interface --------------------------------------------------------------
     def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
         eps = self.params.eps if self.params.eps is not None else 1.0
@@ -165,6 +175,8 @@ class ASLPAR(UniversalAttack):
         outputs = model(self.apply(x))
         if self.params.label_shift == "per_sample":
             target = shift_labels(y.float(), self.groups, shift_maps(self.groups, y.shape[0], generator))
+        elif self.params.label_shift == "per_image":
+            target = self.shifted_per_image(x, y)
         else:
             target = self.shifted(y)
         logits, aux = self.task.split_outputs(outputs)

@@ -74,6 +74,19 @@ def random_cycles(batch: int, size: int, generator: torch.Generator) -> Tensor:
     return d
 
 
+def keyed_cycles(keys: Tensor, size: int, seed: int) -> Tensor:
+    """``[B, size]`` cyclic permutations that are a pure function of one float ``key`` per sample and ``seed``
+    (hash-based uniforms, argsorted), so the same image always gets the same derangement without a sample
+    index: ``d[t[i]] = t[(i + 1) % size]`` with ``t`` the key's random permutation."""
+    j = torch.arange(size, device=keys.device, dtype=torch.float64)
+    phase = keys.double()[:, None] * (12.9898 + 78.233 * j) + 0.61803 * (seed + 1) * (j + 1)
+    u = torch.frac(torch.sin(phase) * 43758.5453)
+    t = u.argsort(dim=1)
+    d = torch.empty_like(t)
+    d.scatter_(1, t, t.roll(-1, dims=1))
+    return d
+
+
 def shift_maps(groups: list[tuple[int, int]], batch: int, generator: torch.Generator) -> list[Tensor]:
     """One ``[batch, group size]`` destination map per group (see :func:`shift_labels`)."""
     return [random_cycles(batch, end - start, generator) for start, end in groups]
