@@ -41,7 +41,7 @@ def asl_par_rows(root: Path) -> tuple[list[str], list[list[str]]]:
             line += [f"{100 * m[f'{prefix}/{key}']:.2f}" if m.get(f"{prefix}/{key}") is not None else ""
                      for _, key in COLUMNS]  # fmt: skip
             linf = m.get("attack/linf_max")
-            line.append(f"{linf * 255:.1f}/255" if prefix != "clean" and linf is not None else "")
+            line.append(f"{linf * 255:.1f}/255" if prefix in ("adv", "defended") and linf is not None else "")
             cells.append(line)
     return header, cells
 

@@ -229,7 +229,17 @@ class ASLPAR(UniversalAttack):
             f"{self.perturbation[f'shift_map_{g}'].long().tolist()}"
             for g in range(len(groups))
         ]
+        mode = self.params.label_shift
+        note = {
+            "fixed": "one shift for every image:",
+            "per_image": "a shift per image, keyed on the image and the seed (shifted_per_image); the shared "
+            "map below applies only with label_shift=fixed:",
+            "per_sample": "a shift redrawn per image and step; the shared map below applies only with "
+            "label_shift=fixed:",
+        }[mode]
         (run_dir / "label_shift.txt").write_text(
-            f"label perturbation (attack.label_seed={self.params.label_seed})\n" + "\n".join(lines) + "\n"
+            f"label perturbation: attack.label_shift={mode}, attack.label_seed={self.params.label_seed}: {note}\n"
+            + "\n".join(lines)
+            + "\n"
         )
         return {"perturbation": path}
