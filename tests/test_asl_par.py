@@ -193,3 +193,24 @@ def test_per_image_label_shift_is_fixed_per_image_and_seeded(setup):
             assert moved[has_pos & ~full_group].all()  # every image with a positive has it moved
         else:
             assert torch.equal(full[:, start], 1 - y[:, start])
+
+
+def test_resnet_baseline_is_a_par_victim_and_takes_a_transferred_noise(setup):
+    from advlab.victims.par_baseline import PARResNetBuilder, PARResNetConfig
+
+    _, task, data = setup
+    victim = PARResNetBuilder(PARResNetConfig(name="par_resnet", depth=18)).build(data.info, task.num_outputs)
+    x, y = data.dataset("train").tensors
+    out = victim(x[:4])
+    assert out.shape == (4, data.info.num_classes)
+    task.loss(out, y[:4]).backward()  # plain logits: L_cls only
+    attack = asl_par(task, "attack.objective=label")
+    attack.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(0))
+    victim.eval()
+    loss = attack.training_loss(victim, x[:4], y[:4], torch.Generator().manual_seed(0))
+    loss.backward()
+    assert attack.perturbation["noise"].grad.abs().sum() > 0
+    both = asl_par(task)
+    both.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="objective=both needs the victim's global-local similarity"):
+        both.training_loss(victim, x[:4], y[:4], torch.Generator())
