@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_cfg
 from PIL import Image
 from scipy.stats import norm
 
@@ -24,7 +25,6 @@ from advlab.tasks.verification import (
     pair_distances,
     threshold_at_fpr,
 )
-from tests.conftest import make_cfg
 
 INFO = DataInfo(10, (3, 16, 16), [str(i) for i in range(10)], (0.5,) * 3, (0.5,) * 3)
 

@@ -1,5 +1,6 @@
 from advlab.attacks import (  # noqa: F401  (registers)
     apgd,
+    asl_par,
     cw,
     eot_patch,
     fgsm,

@@ -11,7 +11,9 @@ from advlab.data import (  # noqa: F401  (registers)
     imagenet100,
     mnist,
     nuswide,
+    par_pickle,
     synthfaces,
+    synthpar,
     voc,
 )
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root

@@ -1,4 +1,8 @@
-from advlab.defenses import adv_training, pat  # noqa: F401  (registers)
+from advlab.defenses import (  # noqa: F401  (registers)
+    adv_training,
+    asl_par_defense,
+    pat,
+)
 from advlab.defenses.base import DEFENSES, Defense
 
 __all__ = ["DEFENSES", "Defense"]

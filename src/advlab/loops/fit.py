@@ -66,7 +66,9 @@ class TrainConfig:
 
 
 def make_optimizer(params: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    # a model may group its parameters by learning rate: ``model.param_groups(lr) -> [{"params", "lr"}]``
+    groups = getattr(model, "param_groups", None)
+    trainable = groups(params.lr) if callable(groups) else [p for p in model.parameters() if p.requires_grad]
     if params.optimizer == "sgd":
         return torch.optim.SGD(
             trainable,

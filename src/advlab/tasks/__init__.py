@@ -2,6 +2,7 @@ from advlab.tasks import (  # noqa: F401  (registers)
     classification,
     ecoc,
     multilabel,
+    par,
     segmentation,
     verification,
 )

@@ -2,6 +2,8 @@ from advlab.victims import (  # noqa: F401  (registers)
     clip_mlp,
     face_resnet,
     mmseg,
+    par_baseline,
+    promptpar,
     resnet,
     resnet50,
     smallcnn,

@@ -1,0 +1,135 @@
+"""``pipeline=asl_par``: the whole ASL-PAR experiment in one run.
+
+1. prepare the victim (train it with the fit loop and cache it, or load ``victim.checkpoint``) — trained
+   without any defense;
+2. fit the universal noise (``attack``, e.g. ``asl_par``) on the training split, or load
+   ``attack.perturbation_path``; save ``perturbation.pt`` / ``perturbation.png`` / ``label_shift.txt``;
+3. evaluate on the test split against the clean ground truth: ``clean/*`` and ``adv/*`` (mA, instance_acc,
+   precision, recall, f1, ``attack/linf_max``);
+4. with ``defense=asl_par``: fine-tune the noise filter and text prompts on noisy training images (fit loop,
+   resumable), then evaluate the defended model: ``defended/*`` on the attacked test images and
+   ``defended_clean/*`` on the clean ones.
+
+Per-attribute results of every phase go to ``attributes.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import OmegaConf
+
+from advlab.attacks.universal import UniversalAttack
+from advlab.errors import ConfigError
+from advlab.loops.evaluate import evaluate
+from advlab.loops.fit import fit
+from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.standard import fit_or_load_universal
+from advlab.registry import ComponentConfig
+from advlab.utils import atomic_torch_save, atomic_write_text
+
+if TYPE_CHECKING:
+    from advlab.runner import RunContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ASLPARPipelineConfig(ComponentConfig):
+    attribute_table: bool = True  # write attributes.md (per-attribute mA of every phase)
+    require_perturbation: bool = False  # transfer runs: attack.perturbation_path must be given
+
+
+def _with_defense_none(ctx: RunContext):
+    """The run's spec with ``defense: none``: the victim is trained (and cached) without the defense."""
+    from advlab.runner import build_spec  # runner imports the pipelines
+
+    cfg = ctx.cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.defense = {"name": "none"}
+    return build_spec(cfg)
+
+
+@torch.no_grad()
+def attribute_tables(models: dict[str, tuple[torch.nn.Module, Any]], task: Any, data: Any, spec: Any) -> str:
+    """Markdown per-attribute tables: one per (phase, model, perturbation or None)."""
+    meters = {name: task.meter() for name in models}
+    loader = data.loader("test", spec.eval.batch_size, shuffle=False, limit=spec.eval.num_examples)
+    for x, y in loader:
+        x, y = x.to(spec.device), y.to(spec.device)
+        for name, (model, attack) in models.items():
+            inp = x if attack is None else attack.apply(x).clamp(0, 1)
+            task.update_metrics(meters[name], model(inp), y)
+    parts = []
+    for name, meter in meters.items():
+        parts.append(f"## {name}\n\nmA {meter.compute()['mA']:.4f}\n\n{meter.attribute_table()}")
+    return "\n".join(parts)
+
+
+@PIPELINES.register("asl_par")
+class ASLPARPipeline(Pipeline):
+    Config = ASLPARPipelineConfig
+
+    def check(self, ctx: RunContext) -> None:
+        spec = ctx.spec
+        if spec.attack.name == "none":
+            raise ConfigError("pipeline=asl_par needs a universal attack (attack=asl_par)")
+        if self.params.require_perturbation and not getattr(spec.attack, "perturbation_path", None):
+            raise ConfigError(
+                "attack.perturbation_path: a transfer run applies a saved noise; set it to <run>/perturbation.pt"
+            )
+        if spec.defense.name not in ("none", "asl_par"):
+            raise ConfigError(
+                f"pipeline=asl_par: defense must be none or asl_par (got '{spec.defense.name}')"
+            )
+
+    def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
+        spec = ctx.spec
+        victim_spec = _with_defense_none(ctx)
+        parts = ctx.build(victim_spec)
+        if not isinstance(parts.attack, UniversalAttack):
+            raise ConfigError(f"pipeline=asl_par needs a universal attack (got attack={spec.attack.name})")
+        victim, victim_info = ctx.prepare_victim(parts, victim_spec)
+        victim = victim.to(spec.device).eval()
+        attack, task, data = parts.attack, parts.task, parts.data
+        fit_or_load_universal(ctx, attack, victim, data)
+        metrics, _, _ = evaluate(
+            victim, task, data, attack, spec.eval, spec.device, spec.seed,
+            progress=spec.progress, resume_path=ctx.run_dir / "eval_state.pt",
+        )  # fmt: skip
+        ctx.recorder.log(metrics)
+        tables = {"victim clean": (victim, None), "victim attacked": (victim, attack)}
+        if spec.defense.name == "asl_par":
+            defense = ctx.build().defense
+            defense.set_attack(attack)
+            defended = defense.wrap(victim).to(spec.device)
+            logger.info(
+                "fine-tuning the ASL-PAR defense (noise filter + text prompts) on noisy training data"
+            )
+            fit(
+                defended, task, data, spec.defense.train_config(), defense, spec.device, spec.seed,
+                resume_path=ctx.run_dir / "defense_state.pt", log=ctx.recorder.log, progress=spec.progress,
+            )  # fmt: skip
+            defended.eval()
+            atomic_torch_save(defended.defense_state(), ctx.run_dir / "defense.pt")
+            (ctx.run_dir / "defense_state.pt").unlink(missing_ok=True)
+            after, _, _ = evaluate(
+                defended, task, data, attack, spec.eval, spec.device, spec.seed,
+                progress=spec.progress, resume_path=ctx.run_dir / "eval_defended_state.pt",
+            )  # fmt: skip
+            (ctx.run_dir / "eval_defended_state.pt").unlink(missing_ok=True)
+            for key, value in after.items():
+                phase, _, name = key.partition("/")
+                if phase == "clean":
+                    metrics[f"defended_clean/{name}"] = value
+                elif phase == "adv":
+                    metrics[f"defended/{name}"] = value
+            ctx.recorder.log({k: v for k, v in metrics.items() if k.startswith("defended")})
+            tables.update({"defended clean": (defended, None), "defended attacked": (defended, attack)})
+        if self.params.attribute_table:
+            text = attribute_tables(tables, task, data, spec)
+            atomic_write_text(ctx.run_dir / "attributes.md", text)
+        return metrics, {"victim": {"name": spec.victim.name, **victim_info}}
