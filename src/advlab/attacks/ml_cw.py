@@ -50,6 +50,10 @@ class MLCW(Attack):
     Config = MLCWConfig
     norm = "l2"
 
+    def penalty(self, outputs: Tensor, code: Tensor) -> Tensor:
+        """Per-example term weighted by the constant: one hinge per output, ``sum_j max(0, kappa - t_j z_j)``."""
+        return torch.relu(self.params.kappa - code * outputs).sum(dim=1)
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p, task = self.params, self.task
         assert target is not None
@@ -86,8 +90,7 @@ class MLCW(Attack):
                 x_adv = (torch.tanh(w) + 1) / 2
                 outputs = model(x_adv[live])
                 l2sq = (x_adv[live] - x[gi]).pow(2).sum(dim=dims)
-                hinge = torch.relu(p.kappa - code[gi] * outputs).sum(dim=1)
-                loss = l2sq + const[gi] * hinge
+                loss = l2sq + const[gi] * self.penalty(outputs, code[gi])
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()  # rows are independent: Adam's per-coordinate state is per example
                 opt.step()
