@@ -22,27 +22,23 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.cw import CWL2Config
 from advlab.registry import check
 
 
 @dataclasses.dataclass
-class MLCWConfig(AttackConfig):
+class MLCWConfig(CWL2Config):
+    """C&W's parameters (steps = n_it,max per binary-search step, initial_const = lambda, kappa = gamma, the
+    confidence of every hinge) with the JMA paper's ML-C&W defaults; always targeted."""
+
     targeted: bool = True
-    steps: int = 1000  # n_it,max per binary-search step
     binary_search_steps: int = 10
-    lr: float = 0.01
-    initial_const: float = 0.01  # lambda
-    kappa: float = 0.0  # gamma: confidence of every hinge
-    abort_early: bool = True
+    initial_const: float = 0.01
 
     def validate(self, key: str) -> None:
         check(self.targeted, f"{key}.targeted", "ML-C&W is a targeted attack; set attack.targeted=true")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.binary_search_steps >= 1, f"{key}.binary_search_steps", "must be >= 1")
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
-        check(self.initial_const > 0, f"{key}.initial_const", f"must be > 0 (got {self.initial_const})")
-        check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
+        super().validate(key)
 
 
 @ATTACKS.register("ml_cw")
