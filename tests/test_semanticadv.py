@@ -552,3 +552,33 @@ def test_generator_checkpoint_in_the_reference_layout_loads(tmp_path):
 
     with pytest.raises(CheckpointError, match="conv_dim"):
         load_generator_state(StarGANGenerator(5, 16, 2), state, "ref")
+
+
+def test_identity_grouped_training_batches_cover_every_image_once_with_positives():
+    """The embedding victim's shuffled training batches: every image exactly once per epoch, images of one
+    identity in runs of at most images_per_identity_batch, so (almost) every anchor has a positive in its batch
+    (with plain shuffling of 200 identities x 10 images, a batch of 128 gives about 0.6 positives per anchor)."""
+    from advlab.data.faces import identity_grouped_order
+
+    cls = DATASETS.get("synthfaces")
+    cfg = {"name": "synthfaces", "size": 16, "train_identities": 40, "dev_identities": 2, "test_identities": 2}
+    dm = cls(parse_config(cls.Config, {**cfg, "images_per_identity": 10}, "dataset"), seed=0)
+    ids = dm.identities("train")
+    batches = [y for _, y in dm.loader("train", 64, shuffle=True, seed=3)]
+    seen = torch.cat(batches)
+    assert len(seen) == len(ids) and torch.equal(seen.sort().values, ids.sort().values)
+    with_positive = sum(int(((b[:, None] == b[None, :]).sum(1) > 1).sum()) for b in batches)
+    assert with_positive / len(ids) >= 0.9
+    order = identity_grouped_order(ids, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(order.sort().values, torch.arange(len(ids)))
+    runs = torch.unique_consecutive(ids[order], return_counts=True)[1]
+    assert int(runs.max()) <= 10  # groups of one identity may meet by chance: at most its 10 images
+    assert float((runs >= 2).float().mean()) > 0.9  # runs of one image only where groups of 4, 4, 2 split
+    other = identity_grouped_order(ids, 4, torch.Generator().manual_seed(2))
+    assert not torch.equal(order, other)  # the epoch seed reshuffles
+    plain = cls(parse_config(cls.Config, {**cfg, "images_per_identity_batch": 0}, "dataset"), seed=0)
+    plain_batches = [y for _, y in plain.loader("train", 64, shuffle=True, seed=3)]
+    plain_pos = sum(int(((b[:, None] == b[None, :]).sum(1) > 1).sum()) for b in plain_batches)
+    assert plain_pos < with_positive
+    with pytest.raises(ConfigError, match="images_per_identity_batch"):
+        parse_config(cls.Config, {**cfg, "images_per_identity_batch": -1}, "dataset").validate("dataset")

@@ -22,8 +22,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from advlab.data.base import DATASETS, DatasetConfig, require_root
-from advlab.data.faces import FaceAttributeData
+from advlab.data.base import DATASETS, require_root
+from advlab.data.faces import FaceAttributeData, FaceDatasetConfig
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
 from advlab.tasks.base import DataInfo
@@ -56,13 +56,14 @@ STD = (0.5, 0.5, 0.5)
 
 
 @dataclasses.dataclass
-class CelebAConfig(DatasetConfig):
+class CelebAConfig(FaceDatasetConfig):
     image_size: int = 112
     crop: int = 178
     crop_top: int = 20
     attributes: list[str] = dataclasses.field(default_factory=lambda: list(SEMANTICADV_ATTRIBUTES))
 
     def validate(self, key: str) -> None:
+        super().validate(key)
         check(self.image_size >= 16, f"{key}.image_size", f"must be >= 16 (got {self.image_size})")
         check(self.crop >= 16 and self.crop_top >= 0, f"{key}.crop", "crop must be >= 16, crop_top >= 0")
         check(len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute")

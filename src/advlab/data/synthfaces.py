@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DatasetConfig
-from advlab.data.faces import FaceAttributeData
+from advlab.data.base import DATASETS
+from advlab.data.faces import FaceAttributeData, FaceDatasetConfig
 from advlab.registry import check
 from advlab.tasks.base import DataInfo
 
@@ -36,7 +36,7 @@ ATTRIBUTE_RATE = 0.4  # probability of each attribute per image
 
 
 @dataclasses.dataclass
-class SynthFacesConfig(DatasetConfig):
+class SynthFacesConfig(FaceDatasetConfig):
     size: int = 32
     train_identities: int = 200
     dev_identities: int = 40
@@ -45,6 +45,7 @@ class SynthFacesConfig(DatasetConfig):
     split_seed: int = 0
 
     def validate(self, key: str) -> None:
+        super().validate(key)
         check(self.size >= 16, f"{key}.size", f"must be >= 16 (got {self.size})")
         for name in ("train_identities", "dev_identities", "test_identities"):
             check(getattr(self, name) >= 2, f"{key}.{name}", "must be >= 2")

@@ -170,8 +170,11 @@ def fit_stargan(
         # ---- generator
         if (it + 1) % params.n_critic == 0:
             fake = g(x, c_trg)
-            g_rec = (x - g(fake, c)).abs().mean()
-            g_loss = params.lambda_rec * g_rec
+            g_loss = fake.new_zeros(())
+            if params.lambda_rec > 0:  # the cycle costs a second generator pass; skipped when it has no weight
+                g_rec = (x - g(fake, c)).abs().mean()
+                g_loss = g_loss + params.lambda_rec * g_rec
+                stats["gan/g_rec"] = g_rec.item()
             if train_d:
                 src_fake, cls_fake = d(fake)
                 g_cls = classification_loss(cls_fake, c_trg)
@@ -189,7 +192,7 @@ def fit_stargan(
             g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
             g_opt.step()
-            stats.update({"gan/g_loss": g_loss.item(), "gan/g_rec": g_rec.item()})
+            stats["gan/g_loss"] = g_loss.item()
         done = it + 1
         if resume_path is not None and (done % params.checkpoint_every == 0 or done == params.iters):
             atomic_torch_save(
