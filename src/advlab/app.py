@@ -23,7 +23,20 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from advlab.runner import run
 
     results = run(cfg, HydraConfig.get().runtime.output_dir)
-    return results["metrics"].get("adv/acc", results["metrics"].get("clean/acc"))
+    return sweep_objective(results)
+
+
+def sweep_objective(results: dict) -> float | None:
+    """The value a Hydra sweeper optimises: the task's headline metric (``Task.objective_metric``) under
+    attack if the run has it, else on clean inputs (or the attack's, e.g. ``attack/asr`` for verification)."""
+    from advlab.tasks.base import TASKS
+
+    name = TASKS.get(results["task"]).objective_metric
+    metrics = results["metrics"]
+    for phase in ("adv", "clean", "attack"):
+        if f"{phase}/{name}" in metrics:
+            return metrics[f"{phase}/{name}"]
+    return None
 
 
 def main() -> None:

@@ -18,13 +18,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.errors import ConfigError
-from advlab.loops.fit import TrainConfig
 from advlab.registry import ComponentConfig, check
+
+if TYPE_CHECKING:  # loops.fit imports the defenses package: a top-level import here would be circular
+    from advlab.loops.fit import TrainConfig
 
 
 @dataclasses.dataclass
@@ -51,6 +55,8 @@ class ASLPARDefenseConfig(ComponentConfig):
         self.train_config().validate(key)
 
     def train_config(self) -> TrainConfig:
+        from advlab.loops.fit import TrainConfig
+
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,

@@ -78,6 +78,8 @@ class Task:
 
     Config = ComponentConfig
     registered_name = "task"
+    #: the task's headline metric (without its phase prefix): what a sweep optimises and tables lead with
+    objective_metric = "acc"
 
     def __init__(self, params: Any, info: DataInfo):
         self.params = params

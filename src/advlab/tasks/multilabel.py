@@ -130,6 +130,7 @@ def check_target_vectors(y: Tensor, target: Tensor, num_labels: int) -> None:
 
 @TASKS.register("multilabel")
 class MultiLabel(Task):
+    objective_metric = "exact_match"
     Config = MultiLabelConfig
 
     def __init__(self, params: Any, info: DataInfo):

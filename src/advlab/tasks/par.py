@@ -196,6 +196,7 @@ def instance_metrics(pred: Tensor, y: Tensor) -> dict[str, Tensor]:
 
 @TASKS.register("par")
 class PAR(Task):
+    objective_metric = "mA"
     Config = PARTaskConfig
 
     def __init__(self, params: Any, info: DataInfo):

@@ -93,6 +93,7 @@ def confusion_metrics(confusion: Tensor, class_names: list[str]) -> dict[str, fl
 @TASKS.register("segmentation")
 class Segmentation(Task):
     Config = SegmentationConfig
+    objective_metric = "mIoU"
 
     @property
     def num_outputs(self) -> int:

@@ -95,6 +95,7 @@ class VerificationConfig(ComponentConfig):
 @TASKS.register("verification")
 class Verification(Task):
     Config = VerificationConfig
+    objective_metric = "asr"  # the attack's success rate at the first FPR (attack/asr)
 
     def __init__(self, params: VerificationConfig, info: DataInfo):
         super().__init__(params, info)
