@@ -561,7 +561,13 @@ def test_identity_grouped_training_batches_cover_every_image_once_with_positives
     from advlab.data.faces import identity_grouped_order
 
     cls = DATASETS.get("synthfaces")
-    cfg = {"name": "synthfaces", "size": 16, "train_identities": 40, "dev_identities": 2, "test_identities": 2}
+    cfg = {
+        "name": "synthfaces",
+        "size": 16,
+        "train_identities": 40,
+        "dev_identities": 2,
+        "test_identities": 2,
+    }
     dm = cls(parse_config(cls.Config, {**cfg, "images_per_identity": 10}, "dataset"), seed=0)
     ids = dm.identities("train")
     batches = [y for _, y in dm.loader("train", 64, shuffle=True, seed=3)]

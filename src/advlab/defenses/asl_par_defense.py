@@ -16,9 +16,7 @@ attacked metrics -> defense fine-tuning -> ``defended/*`` metrics).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn

@@ -171,7 +171,9 @@ def fit_stargan(
         if (it + 1) % params.n_critic == 0:
             fake = g(x, c_trg)
             g_loss = fake.new_zeros(())
-            if params.lambda_rec > 0:  # the cycle costs a second generator pass; skipped when it has no weight
+            if (
+                params.lambda_rec > 0
+            ):  # the cycle costs a second generator pass; skipped when it has no weight
                 g_rec = (x - g(fake, c)).abs().mean()
                 g_loss = g_loss + params.lambda_rec * g_rec
                 stats["gan/g_rec"] = g_rec.item()
