@@ -156,6 +156,7 @@ def test_sema_reaches_consistent_targets_on_linear_model(tmp_path, norm, eps, st
     goal = att.consistent_target(y, target)
     reached = (pred == goal).all(dim=1)
     assert reached.float().mean() >= 0.9
+    assert torch.equal(att.batch_stats["consistent_reached"].bool(), reached)
     assert (graph_violations(pred[reached], att.ancestors) == 0).all()  # what it reaches is consistent
     iters = att.batch_stats["iters"]
     assert ((iters[reached] >= 1) & (iters[reached] <= 300)).all() and (iters[~reached] == 300).all()

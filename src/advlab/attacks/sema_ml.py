@@ -30,7 +30,9 @@ acts on the others when they drift to the wrong side) by projected steps (``norm
 steps of ``step_size`` inside the ``eps`` L_inf ball; ``norm=l2``: normalised gradient steps inside the
 ``eps`` L2 ball), always inside the image box, for at most ``max_iters`` (300, the official code's setting
 that the JMA paper keeps). Each example stops at the first iterate whose decision equals ``t*``; ``iters`` is
-the number of steps it took (``max_iters`` for a failure, whose last iterate is returned).
+the number of steps it took (``max_iters`` for a failure, whose last iterate is returned). Per-example
+statistics: ``target_changed`` (the consistent target differs from the requested one) and
+``consistent_reached`` (the decision equals the consistent target).
 
 Success (``attack/asr``) is measured by the evaluation against the *requested* target: when the requested
 vector is itself inconsistent (random bit flips on a hierarchical label set), reaching ``t*`` cannot count as
@@ -242,6 +244,7 @@ class SemAML(Attack):
         weight = torch.where(goal != y.float(), 1.0, p.keep_weight).to(x.dtype)
         n = x.shape[0]
         iters = torch.full((n,), float(p.max_iters), device=x.device)
+        reached = torch.zeros(n, device=x.device)
         delta = torch.zeros_like(x)
         best = x.clone()
         active = torch.arange(n, device=x.device)
@@ -252,6 +255,7 @@ class SemAML(Attack):
             if bool(hit.any()):
                 best[active[hit]] = x_cur.detach()[hit]
                 iters[active[hit]] = it
+                reached[active[hit]] = 1.0
             keep = ~hit
             if it == p.max_iters:
                 best[active[keep]] = x_cur.detach()[keep]
@@ -264,4 +268,5 @@ class SemAML(Attack):
             new = self._step(delta[active], grad)
             delta[active] = (x[active] + new).clamp(0, 1) - x[active]  # stay in the image box
         self.batch_stats["iters"] = iters
+        self.batch_stats["consistent_reached"] = reached
         return best
