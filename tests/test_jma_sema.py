@@ -210,3 +210,16 @@ def test_bundled_nuswide_graph_names_real_concepts():
     assert anc[i("cars"), i("vehicle")] and anc[i("dog"), i("animal")] and not anc[i("vehicle"), i("cars")]
     # json works too, with indices
     assert load_label_graph("digits_synthetic", [str(d) for d in range(10)]) == [(1, 7), (7, 9), (3, 8)]
+
+
+def test_graph_from_the_data_module_when_no_file_is_given(tmp_path):
+    class Data:
+        label_implications = [("a", "b"), ("b", "c")]
+
+    t = ml_task()
+    att = sema(t)
+    att.prepare(nn.Identity(), Data())
+    assert att.ancestors[0, 1] and att.ancestors[0, 2] and att.ancestors.sum() == 3
+    explicit = sema(t, graph_path=graph_file(tmp_path, "- [d, e]\n"))
+    explicit.prepare(nn.Identity(), Data())  # an explicit file wins over the dataset's graph
+    assert explicit.ancestors[3, 4] and explicit.ancestors.sum() == 1
