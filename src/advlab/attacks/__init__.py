@@ -14,6 +14,7 @@ from advlab.attacks import (  # noqa: F401  (registers)
     pgd,
     ppgd,
     recoloradv,
+    sema_ml,
     semantic_adv,
     stadv,
     universal_noise,

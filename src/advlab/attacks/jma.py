@@ -76,26 +76,36 @@ def min_norm_step(task, features: Tensor, jac: Tensor, target: Tensor, confidenc
     return -(u.unsqueeze(1) @ jac64).squeeze(1).to(jac.dtype)
 
 
-@ATTACKS.register("jma")
-class JMA(Attack):
-    Config = JMAConfig
-    norm = "l2"
+class JacobianAttack(Attack):
+    """What the Jacobian-based attacks (JMA, MLA-LP) share: the torch.func warm-up and the start of a batch."""
 
     def prepare(self, model: nn.Module, data) -> None:
         """torch.func imports torch._dynamo on its first use (seconds on a busy CPU): do it here, once, so the
         one-time import does not count as attack time."""
         output_jacobian(lambda v: v * 2, torch.zeros(1, 2))
 
+    def start(
+        self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Checks the targets; returns the flattened images ``[B, m]``, zero iteration counts, the clean outputs
+        and whether they already reach the target."""
+        assert target is not None
+        self.task.check_target(y, target)
+        with torch.no_grad():
+            out = model(x)
+            done = self.task.success(out, y, target)
+        return x.flatten(1), torch.zeros(x.shape[0], device=x.device), out, done
+
+
+@ATTACKS.register("jma")
+class JMA(JacobianAttack):
+    Config = JMAConfig
+    norm = "l2"
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p, task = self.params, self.task
-        assert target is not None
-        task.check_target(y, target)
-        n = x.shape[0]
         shape = x.shape[1:]
-        x0 = x.flatten(1)
-        iters = torch.zeros(n, device=x.device)
-        with torch.no_grad():
-            already = task.success(model(x), y, target)
+        x0, iters, _, already = self.start(model, x, y, target)
         x_adv = x0.clone()
         x_cur = x0.clone()
         active = (~already).nonzero().squeeze(1)

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.jma import output_jacobian
+from advlab.attacks.base import ATTACKS, AttackConfig
+from advlab.attacks.jma import JacobianAttack, output_jacobian
 from advlab.registry import check
 
 
@@ -103,26 +103,15 @@ def min_linf_step(grad: Tensor, slack: Tensor, lower: Tensor, upper: Tensor) -> 
 
 
 @ATTACKS.register("mla_lp")
-class MLALP(Attack):
+class MLALP(JacobianAttack):
     Config = MLALPConfig
     norm = "linf"
 
-    def prepare(self, model: nn.Module, data) -> None:
-        """Import torch.func's dependencies once, outside the timed attack (as JMA does)."""
-        output_jacobian(lambda v: v * 2, torch.zeros(1, 2))
-
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p, task = self.params, self.task
-        assert target is not None
-        task.check_target(y, target)
-        n = x.shape[0]
         shape = x.shape[1:]
-        x0 = x.flatten(1)
+        x0, iters, out0, done = self.start(model, x, y, target)
         code = task.output_code(target).to(x.dtype)  # [B, n_out] in {-1,+1}
-        iters = torch.zeros(n, device=x.device)
-        with torch.no_grad():
-            out0 = model(x)
-            done = task.success(out0, y, target)
         best = x0.clone()
         best_bits = (torch.sign(out0) == code).sum(dim=1)
         kappa = torch.full_like(code, p.confidence)
