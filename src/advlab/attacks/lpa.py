@@ -14,12 +14,14 @@ LPIPS size is ``step`` (estimated by a finite difference ``d(x~, x~ + h g) / h``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.perceptual_base import PerceptualAttack, PerceptualConfig, _view, project_lpips
+from advlab.perceptual.lpips_distance import LPIPSDistance
 from advlab.registry import check
 
 
@@ -52,6 +54,32 @@ class FastLPAConfig(PerceptualConfig):
 
 
 class _Lagrangian(PerceptualAttack):
+    def begin(self, model: nn.Module, x: Tensor) -> tuple[LPIPSDistance, Tensor, Tensor]:
+        """(the distance bound to ``model``, the LPIPS features of ``x``, the random start)."""
+        dist = self.bind(model)
+        with torch.no_grad():
+            ref = dist.features(x)
+        return dist, ref, self.start(x)
+
+    def ascend(
+        self,
+        model: nn.Module,
+        x_adv: Tensor,
+        ref: Tensor,
+        y: Tensor,
+        target: Tensor | None,
+        lam_at: Callable[[int], Tensor],
+    ) -> Tensor:
+        """``steps`` Lagrangian steps with lambda ``lam_at(i)`` and the step size decaying from ``step_size``
+        (default: the bound) by ``0.1 ** (i / steps)``."""
+        p = self.params
+        step0 = p.step_size if p.step_size is not None else p.bound
+        for i in range(p.steps):
+            x_adv, _ = self.lagrangian_step(
+                model, x_adv, ref, y, target, lam_at(i), step0 * 0.1 ** (i / p.steps)
+            )
+        return x_adv
+
     def lagrangian_step(
         self,
         model: nn.Module,
@@ -84,19 +112,12 @@ class LPA(_Lagrangian):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p = self.params
-        step0 = p.step_size if p.step_size is not None else p.bound
-        dist = self.bind(model)
-        with torch.no_grad():
-            ref = dist.features(x)
+        dist, ref, x_adv = self.begin(model, x)
         lam = torch.full((x.shape[0],), p.lam, device=x.device)
         best = x.clone()
         found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        x_adv = self.start(x)
         for _ in range(p.binary_steps):
-            for i in range(p.steps):
-                x_adv, _ = self.lagrangian_step(
-                    model, x_adv, ref, y, target, lam, step0 * 0.1 ** (i / p.steps)
-                )
+            x_adv = self.ascend(model, x_adv, ref, y, target, lambda i, lam=lam: lam)
             with torch.no_grad():
                 feats, outputs = dist.features_and_outputs(x_adv, model)
                 inside = (feats - ref).norm(dim=1) <= p.bound
@@ -114,15 +135,9 @@ class FastLPA(_Lagrangian):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p = self.params
-        step0 = p.step_size if p.step_size is not None else p.bound
-        dist = self.bind(model)
-        with torch.no_grad():
-            ref = dist.features(x)
-        x_adv = self.start(x)
+        _, ref, x_adv = self.begin(model, x)
         ones = torch.ones(x.shape[0], device=x.device)
-        for i in range(p.steps):
-            lam = p.lam * 10 ** (i / max(p.steps - 1, 1) - 1)
-            x_adv, _ = self.lagrangian_step(
-                model, x_adv, ref, y, target, lam * ones, step0 * 0.1 ** (i / p.steps)
-            )
-        return x_adv
+        # lambda ramped geometrically from lam / 10 to lam over the iterations
+        return self.ascend(
+            model, x_adv, ref, y, target, lambda i: p.lam * 10 ** (i / max(p.steps - 1, 1) - 1) * ones
+        )
