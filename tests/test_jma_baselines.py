@@ -8,36 +8,13 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
+from jma_helpers import Linear, attack, task
 from torch import nn
 
 from advlab.attacks import ATTACKS
 from advlab.attacks.ecoc_attack import ECOCAttack
 from advlab.attacks.mla_lp import MLALP, min_linf_step
 from advlab.errors import ConfigError
-from advlab.registry import parse_config
-from advlab.tasks.base import TASKS, DataInfo
-
-
-def info(n: int, shape=(1, 4, 4)) -> DataInfo:
-    return DataInfo(n, shape, [str(i) for i in range(n)], (0.0,) * shape[0], (1.0,) * shape[0])
-
-
-def task(name: str, n: int, shape=(1, 4, 4), **params):
-    cls = TASKS.get(name)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info(n, shape))
-
-
-def attack(cls, t, **params):
-    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
-
-
-class Linear(nn.Module):
-    def __init__(self, w: torch.Tensor, c: torch.Tensor):
-        super().__init__()
-        self.w, self.c = nn.Parameter(w, requires_grad=False), nn.Parameter(c, requires_grad=False)
-
-    def forward(self, x):
-        return x.flatten(1) @ self.w.t() + self.c
 
 
 def softplus(v):

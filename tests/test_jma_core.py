@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
+from jma_helpers import Linear, attack, task
 from torch import nn
 
 from advlab.attacks.jma import JMA, min_norm_step, output_jacobian
@@ -15,33 +16,9 @@ from advlab.attacks.nnls import nnls, solve_nonneg_qp
 from advlab.errors import ConfigError
 from advlab.metrics.distortion import image_quality
 from advlab.registry import parse_config
-from advlab.tasks.base import TASKS, DataInfo, Meter
+from advlab.tasks.base import Meter
 from advlab.tasks.ecoc import hadamard, hadamard_codebook
 from advlab.tasks.multilabel import MultiLabelMeter, asymmetric_loss
-
-
-def info(n: int, shape=(1, 4, 4)) -> DataInfo:
-    return DataInfo(n, shape, [str(i) for i in range(n)], (0.0,) * shape[0], (1.0,) * shape[0])
-
-
-def task(name: str, n: int, shape=(1, 4, 4), **params):
-    cls = TASKS.get(name)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info(n, shape))
-
-
-def attack(cls, t, **params):
-    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
-
-
-class Linear(nn.Module):
-    """f(x) = W vec(x) + c."""
-
-    def __init__(self, w: torch.Tensor, c: torch.Tensor):
-        super().__init__()
-        self.w, self.c = nn.Parameter(w), nn.Parameter(c)
-
-    def forward(self, x):
-        return x.flatten(1) @ self.w.t() + self.c
 
 
 # ---- NNLS ---------------------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""Small builders shared by the JMA tests: tasks and attacks from plain parameters, and a linear victim."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advlab.registry import parse_config
+from advlab.tasks.base import TASKS, DataInfo
+
+
+def info(n: int, shape=(1, 4, 4)) -> DataInfo:
+    return DataInfo(n, shape, [str(i) for i in range(n)], (0.0,) * shape[0], (1.0,) * shape[0])
+
+
+def task(name: str, n: int, shape=(1, 4, 4), **params):
+    cls = TASKS.get(name)
+    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info(n, shape))
+
+
+def attack(cls, t, **params):
+    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
+
+
+class Linear(nn.Module):
+    """f(x) = W vec(x) + c, with fixed weights."""
+
+    def __init__(self, w: torch.Tensor, c: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w, requires_grad=False)
+        self.c = nn.Parameter(c, requires_grad=False)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.t() + self.c
