@@ -79,3 +79,18 @@ def digits_batch(digits_setup):
     with torch.no_grad():
         correct = task.correct(model(x), y)
     return x, y, correct
+
+
+def fit_whole_and_resumed(make_attack, model, data, seed: int, tmp_path: Path):
+    """A universal perturbation fitted for 2 epochs in one go, and the same fit killed after epoch 1 and resumed
+    from its state file: returns (whole attack, resumed attack, the resumed run's epoch history)."""
+    from advlab.loops.universal import fit_universal
+
+    cpu = torch.device("cpu")
+    whole = make_attack(2)
+    fit_universal(whole, model, data, cpu, seed=seed, progress=False)
+    resume = tmp_path / "state.pt"
+    fit_universal(make_attack(1), model, data, cpu, seed=seed, resume_path=resume, progress=False)
+    resumed = make_attack(2)
+    history = fit_universal(resumed, model, data, cpu, seed=seed, resume_path=resume, progress=False)
+    return whole, resumed, history

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fit_whole_and_resumed
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.eot_patch import eot_transform, paste_patch, patch_positions
@@ -174,7 +175,6 @@ def test_eot_with_unit_scale_is_a_crop_and_flip_of_the_input():
 
 def test_killed_patch_training_resumes_to_the_same_patch(tmp_path):
     from advlab.data.base import DATASETS
-    from advlab.loops.universal import fit_universal
 
     data = DATASETS.build(
         DATASETS.parse({"name": "digits_seg", "num_train": 48, "num_test": 8, "size": 32}), 0
@@ -188,14 +188,7 @@ def test_killed_patch_training_resumes_to_the_same_patch(tmp_path):
                 "lr": 0.05}  # fmt: skip
         return ATTACKS.build(ATTACKS.parse(node), task)
 
-    whole = attack(2)
-    fit_universal(whole, model, data, torch.device("cpu"), seed=5, progress=False)
-    resume = tmp_path / "state.pt"
-    fit_universal(attack(1), model, data, torch.device("cpu"), seed=5, resume_path=resume, progress=False)
-    resumed = attack(2)
-    history = fit_universal(
-        resumed, model, data, torch.device("cpu"), seed=5, resume_path=resume, progress=False
-    )
+    whole, resumed, history = fit_whole_and_resumed(attack, model, data, 5, tmp_path)
     assert [h["universal/epoch"] for h in history] == [1, 2]
     torch.testing.assert_close(resumed.state_dict()["patch"], whole.state_dict()["patch"])
     start = attack(2)

@@ -7,11 +7,10 @@ import json
 
 import pytest
 import torch
-from conftest import make_cfg
+from conftest import fit_whole_and_resumed, make_cfg
 
 from advlab.attacks.base import ATTACKS
 from advlab.errors import ConfigError
-from advlab.loops.universal import fit_universal
 from advlab.runner import build_spec, run
 
 EPS = 0.1
@@ -46,14 +45,7 @@ def test_killed_universal_optimisation_resumes_to_the_same_perturbation(digits_s
         spec = build_spec(make_cfg(*UNIVERSAL, f"attack.epochs={epochs}"))
         return ATTACKS.build(spec.attack, task)
 
-    whole = attack(2)
-    fit_universal(whole, model, data, torch.device("cpu"), seed=3, progress=False)
-    resume = tmp_path / "state.pt"
-    fit_universal(attack(1), model, data, torch.device("cpu"), seed=3, resume_path=resume, progress=False)
-    resumed = attack(2)
-    history = fit_universal(
-        resumed, model, data, torch.device("cpu"), seed=3, resume_path=resume, progress=False
-    )
+    whole, resumed, history = fit_whole_and_resumed(attack, model, data, 3, tmp_path)
     assert [h["universal/epoch"] for h in history] == [1, 2]
     torch.testing.assert_close(resumed.state_dict()["noise"], whole.state_dict()["noise"])
     assert whole.state_dict()["noise"].abs().max() > 0
