@@ -31,7 +31,8 @@ import torch.nn.functional as F
 import advlab.attacks  # noqa: F401  (registers)
 import advlab.victims  # noqa: F401
 from advlab.attacks.base import ATTACKS
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.data.info import DataInfo
+from advlab.tasks.base import TASKS
 from advlab.utils import frozen, resolve_device
 from advlab.victims.base import VICTIMS
 

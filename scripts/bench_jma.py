@@ -35,9 +35,10 @@ from advlab.data.base import DATASETS
 from advlab.defenses.base import DEFENSES
 from advlab.loggers.base import Tracker
 from advlab.metrics.distortion import image_quality
+from advlab.metrics.meter import Meter
 from advlab.recorder import RunRecorder
 from advlab.runner import build_spec, prepare_victim
-from advlab.tasks.base import TASKS, Meter
+from advlab.tasks.base import TASKS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

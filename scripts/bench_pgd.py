@@ -45,9 +45,9 @@ import advlab.data  # noqa: F401  (registers)
 import advlab.victims  # noqa: F401
 from advlab.attacks.pgd import PGD, PGDConfig
 from advlab.data.base import DATASETS
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
 from advlab.registry import parse_config
-from advlab.tasks.base import DataInfo
 from advlab.tasks.classification import Classification
 from advlab.utils import resolve_device
 from advlab.victims.base import VICTIMS, Victim

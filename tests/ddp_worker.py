@@ -7,10 +7,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DataModule, DatasetConfig
+from advlab.data.info import DataInfo
 from advlab.defenses.base import Defense
 from advlab.loops.fit import TrainConfig, fit
 from advlab.registry import parse_config
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 
 
 class TinyData(DataModule):

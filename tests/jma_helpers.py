@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advlab.data.info import DataInfo
 from advlab.registry import parse_config
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 
 
 def info(n: int, shape=(1, 4, 4)) -> DataInfo:

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from advlab.tasks.base import Meter
+from advlab.metrics.meter import Meter
 
 
 def rank_world() -> tuple[int, int]:

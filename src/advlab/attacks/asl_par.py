@@ -32,9 +32,9 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 from advlab.tasks.par import keyed_cycles, shift_labels, shift_maps
 
 

@@ -33,9 +33,9 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 PLACEMENTS = ("centre", "random", "top_left", "top_right", "bottom_left", "bottom_right")
 

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import Attack, AttackConfig
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 
 @dataclasses.dataclass

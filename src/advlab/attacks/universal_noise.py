@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 
 @dataclasses.dataclass

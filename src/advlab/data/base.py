@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import ComponentConfig, Registry, check
-from advlab.tasks.base import DataInfo
 
 
 @dataclasses.dataclass

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from advlab.data.base import DATASETS, require_root
 from advlab.data.faces import FaceAttributeData, FaceDatasetConfig
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 LAYOUT = ["img_align_celeba", "list_attr_celeba.txt", "identity_CelebA.txt", "list_eval_partition.txt"]
 SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Images + Anno + Eval)"

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.tasks.base import DataInfo
 
 LAYOUT = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + [
     "cifar-10-batches-py/test_batch",

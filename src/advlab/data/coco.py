@@ -21,9 +21,9 @@ import torch
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
 from advlab.data.image_files import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 SOURCE = "https://cocodataset.org/#download (train/val images and 'annotations_trainval<year>.zip')"
 

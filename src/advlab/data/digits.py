@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 
 @dataclasses.dataclass

@@ -17,8 +17,8 @@ from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig
 from advlab.data.digits import load_digits_tensors
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 
 @dataclasses.dataclass

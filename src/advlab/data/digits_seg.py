@@ -20,8 +20,8 @@ from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig
 from advlab.data.digits import load_digits_tensors
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 CLASS_NAMES = ["background", *[str(i) for i in range(10)]]
 

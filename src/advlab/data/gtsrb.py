@@ -25,9 +25,9 @@ from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
 from advlab.data.image_files import load_image
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 SOURCE = "https://benchmark.ini.rub.de/gtsrb_dataset.html (GTSRB_Final_Training_Images.zip)"
 MEAN = (0.3403, 0.3121, 0.3214)

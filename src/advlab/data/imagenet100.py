@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 SOURCE = "https://image-net.org (ILSVRC2012 train/val, val sorted into class folders)"
 EXTENSIONS = (".jpeg", ".jpg", ".png")

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -23,9 +23,9 @@ import torch
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
 from advlab.data.image_files import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 LAYOUT = [
     "Concepts81.txt",

@@ -28,8 +28,8 @@ from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS
 from advlab.data.faces import FaceAttributeData, FaceDatasetConfig
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 ATTRIBUTES = ["Blond_Hair", "Eyeglasses", "Smiling", "Bangs", "Pale_Skin", "Chubby"]
 ATTRIBUTE_RATE = 0.4  # probability of each attribute per image

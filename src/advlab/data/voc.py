@@ -23,9 +23,9 @@ import torch
 
 from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
 from advlab.data.image_files import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset, seeded_split
+from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
 from advlab.metrics.distortion import distortion, image_quality
+from advlab.metrics.meter import Meter
 from advlab.registry import check
-from advlab.tasks.base import Meter, Task
+from advlab.tasks.base import Task
 from advlab.utils import atomic_torch_save
 
 logger = logging.getLogger(__name__)

@@ -1,3 +1,5 @@
+from advlab.data.info import DataInfo
+from advlab.metrics.meter import Meter
 from advlab.tasks import (  # noqa: F401  (registers)
     classification,
     ecoc,
@@ -6,6 +8,6 @@ from advlab.tasks import (  # noqa: F401  (registers)
     segmentation,
     verification,
 )
-from advlab.tasks.base import TASKS, DataInfo, Meter, Task
+from advlab.tasks.base import TASKS, Task
 
 __all__ = ["TASKS", "DataInfo", "Meter", "Task"]

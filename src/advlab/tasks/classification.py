@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from advlab.tasks.base import TASKS, Meter, Task
+from advlab.metrics.meter import Meter
+from advlab.tasks.base import TASKS, Task
 
 
 @TASKS.register("classification")

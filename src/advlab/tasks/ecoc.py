@@ -17,9 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
+from advlab.metrics.meter import Meter
 from advlab.registry import ComponentConfig, check
-from advlab.tasks.base import TASKS, DataInfo, Meter, Task
+from advlab.tasks.base import TASKS, Task
 
 
 def hadamard(n: int) -> Tensor:

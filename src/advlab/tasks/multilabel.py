@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
+from advlab.metrics.meter import Meter
 from advlab.registry import ComponentConfig, check
-from advlab.tasks.base import TASKS, DataInfo, Meter, Task
+from advlab.tasks.base import TASKS, Task
 
 TARGET_MODES = ("flip", "train", "all_zero")
 

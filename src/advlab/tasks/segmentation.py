@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advlab.metrics.meter import Meter
 from advlab.registry import ComponentConfig, check
-from advlab.tasks.base import TASKS, Meter, Task
+from advlab.tasks.base import TASKS, Task
 
 IGNORE = 255
 

@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advlab.data.info import DataInfo
 from advlab.errors import AdvlabError
+from advlab.metrics.meter import Meter
 from advlab.registry import ComponentConfig, check
-from advlab.tasks.base import TASKS, DataInfo, Meter, Task
+from advlab.tasks.base import TASKS, Task
 
 
 def embedding_distance(a: Tensor, b: Tensor) -> Tensor:

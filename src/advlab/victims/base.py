@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.registry import ComponentConfig, Registry
-from advlab.tasks.base import DataInfo
 
 
 @dataclasses.dataclass

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -15,8 +15,8 @@ import dataclasses
 import torchvision
 from torch import nn
 
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
 
 

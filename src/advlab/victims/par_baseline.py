@@ -12,9 +12,9 @@ from pathlib import Path
 import torchvision
 from torch import Tensor, nn
 
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig, load_state_dict_file
 
 

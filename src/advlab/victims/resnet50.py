@@ -9,7 +9,7 @@ import dataclasses
 import torchvision
 from torch import nn
 
-from advlab.tasks.base import DataInfo
+from advlab.data.info import DataInfo
 from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
 from advlab.victims.pretrained import load_backbone_weights
 

@@ -6,8 +6,8 @@ import dataclasses
 
 from torch import nn
 
+from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
 
 

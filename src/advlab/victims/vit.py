@@ -9,8 +9,8 @@ import dataclasses
 import torchvision
 from torch import nn
 
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
 from advlab.victims.pretrained import load_backbone_weights
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 from advlab.victims.base import VICTIMS, load_victim_weights
 from advlab.victims.mmseg import MMSEG_MODELS, load_mmseg_config
 

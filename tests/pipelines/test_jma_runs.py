@@ -14,9 +14,10 @@ from torch import nn
 from advlab.attacks.jma import JMA
 from advlab.attacks.lots import LOTS
 from advlab.attacks.ml_cw import MLCW
+from advlab.data.info import DataInfo
 from advlab.registry import parse_config
 from advlab.table import build_layout_table, collect_runs
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 
 
 def task(name: str, n: int, shape=(3, 4, 4), **params):

@@ -12,8 +12,9 @@ from conftest import fit_whole_and_resumed
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.eot_patch import eot_transform, paste_patch, patch_positions
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 
 INFO = DataInfo(3, (3, 4, 4), ["road", "car", "sky"], (0.5,) * 3, (0.25,) * 3)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from advlab.attacks.jma import output_jacobian
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import parse_config
-from advlab.tasks.base import DataInfo
 from advlab.victims.base import VICTIMS
 
 TINY_CLIP = {

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from advlab.data.info import DataInfo
 from advlab.metrics.distortion import distortion
-from advlab.tasks.base import DataInfo, Meter
+from advlab.metrics.meter import Meter
 from advlab.tasks.classification import Classification
 
 

@@ -19,7 +19,7 @@ from advlab.data.synthpar import GROUPS, NAMES, SynthPAR, SynthPARConfig, make_s
 from advlab.errors import ConfigError, DatasetNotFoundError
 from advlab.tasks.par import PAR, PARTaskConfig
 
-REPO_SCRIPTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "scripts"
+REPO_SCRIPTS = __import__("pathlib").Path(__file__).resolve().parents[2] / "scripts"
 
 
 def cells(strings) -> np.ndarray:

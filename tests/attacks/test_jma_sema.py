@@ -15,9 +15,10 @@ from advlab.attacks.sema_ml import (
     graph_violations,
     load_label_graph,
 )
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
 from advlab.registry import parse_config
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 
 # 0 => 1 => 2, 3 => 2, 4 => 5
 EDGES = [(0, 1), (1, 2), (3, 2), (4, 5)]

@@ -12,10 +12,11 @@ from advlab.attacks.base import ATTACKS
 from advlab.attacks.jpeg_linf import dct_matrix, from_coefficients, jpeg_coefficients
 from advlab.attacks.recoloradv import to_luv
 from advlab.attacks.stadv import warp
+from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.perceptual.lpips_distance import LPIPSConfig, LPIPSDistance, normalize_flatten
 from advlab.registry import parse_config
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 from advlab.victims.base import Victim
 from advlab.victims.smallcnn import small_cnn
 

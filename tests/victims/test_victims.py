@@ -5,12 +5,13 @@ import torch
 from conftest import make_cfg
 
 from advlab.data.base import DATASETS
+from advlab.data.info import DataInfo
 from advlab.defenses.base import DEFENSES
 from advlab.loggers.base import Tracker
 from advlab.loops.fit import fit
 from advlab.recorder import RunRecorder
 from advlab.runner import build_spec, prepare_victim, run
-from advlab.tasks.base import TASKS, DataInfo
+from advlab.tasks.base import TASKS
 from advlab.victims.base import VICTIMS, Victim
 
 TINY = ("dataset.size=16", "train.epochs=2", "victim.width=8", "victim.hidden=32", "device=cpu")

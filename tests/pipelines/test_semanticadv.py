@@ -15,10 +15,10 @@ from scipy.stats import norm
 
 from advlab.attacks.semantic_adv import SemanticAdv, flip_attributes, tv_loss
 from advlab.data.base import DATASETS
+from advlab.data.info import DataInfo
 from advlab.errors import AdvlabError, ConfigError, DatasetNotFoundError
 from advlab.generators.stargan import AttributeGenerator, StarGANDiscriminator, StarGANGenerator
 from advlab.registry import parse_config
-from advlab.tasks.base import DataInfo
 from advlab.tasks.verification import (
     Verification,
     embedding_distance,

@@ -199,7 +199,7 @@ def test_targeted_cw_reaches_targets(digits_setup, digits_batch):
 
 def test_fgsm_is_one_signed_step():
     """On a linear model the FGSM image is exactly clip(x + eps * sign(grad of CE))."""
-    from advlab.tasks.base import DataInfo
+    from advlab.data.info import DataInfo
     from advlab.tasks.classification import Classification
 
     torch.manual_seed(0)

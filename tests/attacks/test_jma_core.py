@@ -15,8 +15,8 @@ from advlab.attacks.ml_cw import MLCW
 from advlab.attacks.nnls import nnls, solve_nonneg_qp
 from advlab.errors import ConfigError
 from advlab.metrics.distortion import image_quality
+from advlab.metrics.meter import Meter
 from advlab.registry import parse_config
-from advlab.tasks.base import Meter
 from advlab.tasks.ecoc import hadamard, hadamard_codebook
 from advlab.tasks.multilabel import MultiLabelMeter, asymmetric_loss
 
