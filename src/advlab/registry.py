@@ -9,6 +9,7 @@ and then calls ``Config.validate()`` for value checks.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -69,7 +70,16 @@ class Registry(Generic[T]):
         return deco
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         return sorted(self._items)
+
+    def describe(self, name: str) -> str:
+        """One line about ``name``: the first line of its class docstring, and its paper when it has one."""
+        cls = self.get(name)
+        doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or ""  # the class's, else its module's
+        doc = doc.strip().split("\n")[0].strip()
+        paper = getattr(cls, "paper", None)
+        return f"{doc} [{paper}]" if paper and paper not in doc else doc
 
     def get(self, name: str, key: str | None = None) -> type[T]:
         if name not in self._items:
@@ -89,3 +99,8 @@ class Registry(Generic[T]):
     def build(self, params: Any, *args: Any, **kwargs: Any) -> T:
         """Instantiate from parsed params (see :meth:`parse`)."""
         return self.get(params.name)(params, *args, **kwargs)
+
+    def create(self, name: str, *args: Any, **params: Any) -> T:
+        """Validate ``params`` against ``name``'s config and build it, e.g. ``ATTACKS.create("pgd", task, eps=0.1)``:
+        the same checks as a config node, without writing one."""
+        return self.build(self.parse({"name": name, **params}), *args)
