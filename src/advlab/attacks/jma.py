@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.nnls import solve_nonneg_qp
+from advlab.attacks.nnls import solve_min_norm_dual
 from advlab.registry import check
 
 
@@ -40,6 +40,10 @@ class JMAConfig(AttackConfig):
     max_iters: int = 100  # n_it,max (paper: 100 one-hot/ECOC, 200 VOC)
     binary_search_steps: int = 6  # n_bs
     confidence: float = 0.0  # margin asked of the linearised target region (logit units)
+    boundary_margin: float = 1e-4  # relative tightening so a confidence-0 step lands inside the target region
+    box_iters: int = (
+        20  # active-set rounds of the box-constrained step where x + delta leaves [0,1] (0: clip)
+    )
     jacobian_chunk: int | None = None  # outputs per vectorised backward (None = all at once); lowers memory
 
     def validate(self, key: str) -> None:
@@ -48,6 +52,12 @@ class JMAConfig(AttackConfig):
         check(self.max_iters >= 1, f"{key}.max_iters", f"must be >= 1 (got {self.max_iters})")
         check(self.binary_search_steps >= 0, f"{key}.binary_search_steps", "must be >= 0")
         check(self.confidence >= 0, f"{key}.confidence", f"must be >= 0 (got {self.confidence})")
+        check(
+            0 <= self.boundary_margin < 0.1,
+            f"{key}.boundary_margin",
+            f"must be in [0, 0.1) (got {self.boundary_margin})",
+        )
+        check(self.box_iters >= 0, f"{key}.box_iters", f"must be >= 0 (got {self.box_iters})")
         check(
             self.jacobian_chunk is None or self.jacobian_chunk >= 1,
             f"{key}.jacobian_chunk",
@@ -65,15 +75,76 @@ def output_jacobian(fn, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Te
     return out.detach(), jac.flatten(2).transpose(0, 1)
 
 
-def min_norm_step(task, features: Tensor, jac: Tensor, target: Tensor, confidence: float) -> Tensor:
-    """JMA's linearised optimum ``delta* = -J^T A^T lam*`` (``[B, m]``) for the task's target constraints."""
+def min_norm_step(
+    task,
+    features: Tensor,
+    jac: Tensor,
+    target: Tensor,
+    confidence: float,
+    x: Tensor | None = None,
+    boundary_margin: float = 0.0,
+    box_iters: int = 20,
+) -> Tensor:
+    """JMA's linearised optimum (``[B, m]``): the smallest ``delta`` with ``A J delta <= b`` for the task's
+    target constraints, ``delta* = -J^T A^T lam*`` from the Wolfe dual, solved from ``G = A J`` without
+    forming ``G G^T`` (:func:`advlab.attacks.nnls.solve_min_norm_dual`).
+
+    ``boundary_margin`` asks the linearised step a margin of at least that fraction of the problem's own scale
+    (the largest ``|b|`` and ``|f|``; constraints are tightened by what ``confidence`` does not already give):
+    with ``confidence = 0`` the exact optimum lies on the decision boundary, where the float32 victim decides
+    either way; the margin puts it just inside the target region.
+
+    With ``x`` (the flattened current images, ``[B, m]``), where ``x + delta*`` leaves the ``[0, 1]`` box the
+    box-constrained problem ``min ||delta|| s.t. A J delta <= b, -x <= delta <= 1 - x`` is solved instead by a
+    primal-dual active-set iteration (at most ``box_iters`` rounds): pixels whose unconstrained value leaves
+    the box are fixed at the bound, the dual is re-solved on the free pixels with the fixed ones' effect moved
+    into ``b``, and ``delta = clip(-G^T lam, -x, 1 - x)`` until the set of fixed pixels stops changing. Where it
+    does not converge, or the box makes the linearised target unreachable, the plain step is kept."""
     a, b = task.target_constraints(features, target, confidence)
-    a64, jac64 = a.double(), jac.double()
-    jjt = jac64 @ jac64.transpose(1, 2)  # [B, n, n]
-    q = a64 @ jjt @ a64.transpose(1, 2)  # [B, k, k]
-    lam = solve_nonneg_qp(q, b.double())
-    u = (a64.transpose(1, 2) @ lam.unsqueeze(2)).squeeze(2)  # A^T lam, [B, n]
-    return -(u.unsqueeze(1) @ jac64).squeeze(1).to(jac.dtype)
+    a64, b64 = a.double(), b.double()
+    if boundary_margin > 0:
+        scale = torch.maximum(b64.abs().amax(dim=1), features.double().abs().amax(dim=1))
+        b64 = b64 - (boundary_margin * scale - confidence).clamp(min=0)[:, None]
+    g = a64 @ jac.double()  # G = A J, [B, k, m]
+    lam = solve_min_norm_dual(g, b64)
+    delta = -(lam.unsqueeze(1) @ g).squeeze(1)
+    if x is not None:
+        lo, hi = -x.double(), 1 - x.double()
+        leaves = ((delta < lo) | (delta > hi)).any(dim=1)
+        if bool(leaves.any()):
+            idx = leaves.nonzero().squeeze(1)
+            boxed = box_constrained_step(g[idx], b64[idx], lo[idx], hi[idx], delta[idx], box_iters)
+            delta[idx] = boxed
+    return delta.to(jac.dtype)
+
+
+def box_constrained_step(
+    g: Tensor, b: Tensor, lo: Tensor, hi: Tensor, free_step: Tensor, iters: int
+) -> Tensor:
+    """``argmin ||delta|| s.t. G delta <= b, lo <= delta <= hi`` by the primal-dual active-set iteration of
+    :func:`min_norm_step`; examples that do not converge to a feasible point keep ``free_step``."""
+    v = free_step
+    fixed_lo, fixed_hi = v <= lo, v >= hi
+    converged = torch.zeros(g.shape[0], dtype=torch.bool, device=g.device)
+    delta = v.clamp(lo, hi)
+    for _ in range(iters):
+        free = ~(fixed_lo | fixed_hi)
+        pinned = torch.where(fixed_lo, lo, torch.where(fixed_hi, hi, torch.zeros_like(lo)))
+        rest = b - (g @ pinned.unsqueeze(2)).squeeze(2)
+        lam = solve_min_norm_dual(g * free.unsqueeze(1), rest)
+        v = -(lam.unsqueeze(1) @ g).squeeze(1)
+        new_lo, new_hi = v <= lo, v >= hi
+        same = ((new_lo == fixed_lo) & (new_hi == fixed_hi)).all(dim=1)
+        delta = torch.where(converged[:, None], delta, torch.maximum(torch.minimum(v, hi), lo))
+        converged = converged | same
+        if bool(converged.all()):
+            break
+        fixed_lo, fixed_hi = new_lo, new_hi
+    reach = (g @ delta.unsqueeze(2)).squeeze(2) <= b + 1e-9 * b.abs().amax(dim=1, keepdim=True).clamp(
+        min=1e-300
+    )
+    ok = converged & reach.all(dim=1) & torch.isfinite(delta).all(dim=1)
+    return torch.where(ok[:, None], delta, free_step)
 
 
 class JacobianAttack(Attack):
@@ -99,6 +170,11 @@ class JacobianAttack(Attack):
 
 @ATTACKS.register("jma")
 class JMA(JacobianAttack):
+    paper = (
+        "Tondi, Guo, Pancino & Barni, JMA: a General Algorithm to Craft Nearly Optimal Targeted Adversarial "
+        "Examples, arXiv 2024"
+    )
+    url = "https://arxiv.org/abs/2401.01199"
     Config = JMAConfig
     norm = "l2"
 
@@ -118,7 +194,9 @@ class JMA(JacobianAttack):
                 break
             xa, ya, ta = x_cur[active], y[active], target[active]
             f, jac = output_jacobian(feats, xa, p.jacobian_chunk)
-            delta = min_norm_step(task, f, jac, ta, p.confidence)
+            delta = min_norm_step(
+                task, f, jac, ta, p.confidence, xa if p.box_iters else None, p.boundary_margin, p.box_iters
+            )
             x_try = (xa + delta).clamp(0, 1)
             with torch.no_grad():
                 hit = task.success(model(x_try.view(-1, *shape)), ya, ta)
