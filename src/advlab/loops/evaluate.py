@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
+from advlab.data.subset import eval_loader, read_target_file
 from advlab.metrics.distortion import distortion, image_quality
 from advlab.metrics.meter import Meter
 from advlab.registry import check
@@ -32,7 +33,9 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class EvalConfig:
     batch_size: int = 256
-    num_examples: int | None = None  # evaluate the first N test images (None = all)
+    num_examples: int | None = None  # evaluate N test images (None = all)
+    subset: str = "first"  # first | random_correct | file: which N (advlab.data.subset)
+    subset_file: str | None = None  # subset=file: .npy of test-set indices (the official JMA index files)
     grid_examples: int = 8  # adversarial examples shown in adv_examples.png (0 = no picture)
     # attack/lpips: null (off) | alex | vgg | squeeze (the lpips package's calibrated LPIPS; trunk weights from
     # TORCH_HOME) | alex_random (uncalibrated random trunk, tests only) | self (the victim's own features)
@@ -48,6 +51,16 @@ class EvalConfig:
         check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
         check(
             self.num_examples is None or self.num_examples >= 1, f"{key}.num_examples", "must be >= 1 or null"
+        )
+        check(
+            self.subset in ("first", "random_correct", "file"),
+            f"{key}.subset",
+            f"must be first, random_correct or file (got '{self.subset}')",
+        )
+        check(
+            (self.subset == "file") == (self.subset_file is not None),
+            f"{key}.subset_file",
+            f"set it exactly when {key}.subset=file (got subset={self.subset}, subset_file={self.subset_file})",
         )
 
 
@@ -103,8 +116,9 @@ def evaluate(
     images, in order: ``clean_correct`` and, with an attack, ``adv_correct`` (the task's ``correct`` on the
     attacked image) -- e.g. to combine several attacks into a union accuracy."""
     model.eval()
-    loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
     run_attack = not isinstance(attack, NoAttack)
+    loader = eval_loader(model, task, data, params, device, seed + 1)  # seed + 1: not the target stream
+    file_targets = read_target_file(task, len(loader.dataset)) if run_attack and attack.targeted else None
     if run_attack:
         attack.prepare(model, data)
     gen = torch.Generator().manual_seed(seed)
@@ -155,10 +169,14 @@ def evaluate(
                 x[:k].cpu(), y[:k].cpu(), clean_pred=task.predict(clean_out[:k]).cpu()
             )
         examples = state["examples"]
+        first = state["n_images"]
         state["n_images"] += x.shape[0]
         if not run_attack:
             continue
-        target = task.sample_targets(y, gen) if attack.targeted else None
+        if file_targets is not None:
+            target = task.targets_from_file(file_targets[first : first + x.shape[0]].to(device), y)
+        else:
+            target = task.sample_targets(y, gen) if attack.targeted else None
         if target is not None:
             targets.append(target.cpu())
         _sync(device)

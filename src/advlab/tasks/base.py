@@ -8,7 +8,8 @@ an untargeted attack. Per-sample quantities have shape ``[B]``.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -16,6 +17,16 @@ from torch import Tensor
 from advlab.data.info import DataInfo
 from advlab.metrics.meter import Meter
 from advlab.registry import ComponentConfig, Registry
+
+
+@dataclasses.dataclass
+class TargetFileConfig(ComponentConfig):
+    """Task parameters shared by the tasks whose attack targets can come from a file (see
+    :mod:`advlab.data.subset`)."""
+
+    #: not part of a trained victim's cache key (they only decide the attack targets)
+    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_file",)
+    target_file: str | None = None  # .npy of one target row per attacked image (official JMA target files)
 
 
 class Task:
@@ -89,6 +100,10 @@ class Task:
         raise NotImplementedError(
             f"task '{self.registered_name}' defines no linear target constraints (needed by JMA)"
         )
+
+    def targets_from_file(self, rows: Tensor, y: Tensor) -> Tensor:
+        """Attack targets for a batch from its rows of ``task.target_file`` (:mod:`advlab.data.subset`)."""
+        raise NotImplementedError(f"task '{self.registered_name}' reads no target file (task.target_file)")
 
     def output_code(self, target: Tensor) -> Tensor:
         """Desired sign (+-1) of every output for ``target`` (per-output hinge attacks such as ML-C&W)."""
