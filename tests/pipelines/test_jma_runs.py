@@ -196,3 +196,23 @@ def test_target_settings_do_not_retrain_the_victim():
 
     assert key() == key("task.flip_bits=5") == key("task.target_mode=all_zero")
     assert key() != key("task.loss=asl")  # the training loss does change the weights
+
+
+@pytest.mark.slow
+def test_jma_attacks_random_correctly_classified_images(tmp_path):
+    """eval.subset=random_correct eval.num_examples=50 (the paper's protocol, shrunk victim training): 50 test
+    images, all classified correctly before the attack (clean exact match 1), targets for each of them."""
+    from advlab.runner import run
+
+    small = ["dataset.num_train=1200", "train.epochs=4", "eval.batch_size=25"]
+    run(
+        make_cfg(
+            "experiment=jma_digits_multilabel", "eval.subset=random_correct", "eval.num_examples=50", *small
+        ),
+        tmp_path,
+    )
+    metrics = json.loads((tmp_path / "results.json").read_text())["metrics"]
+    assert metrics["eval/num_examples"] == 50
+    assert metrics["clean/exact_match"] == 1.0 and metrics["clean/hamming"] == 0.0
+    assert torch.load(tmp_path / "targets.pt").shape == (50, 10)
+    assert metrics["attack/asr"] >= 0.9

@@ -1,13 +1,17 @@
 from advlab.victims import (  # noqa: F401  (registers)
     clip_mlp,
     face_resnet,
+    inception_v3,
     mmseg,
     par_baseline,
     promptpar,
     resnet,
     resnet50,
     smallcnn,
+    swin_b,
+    vgg16_ecoc,
     vit,
+    vit_in21k,
 )
 from advlab.victims.base import (
     VICTIMS,
