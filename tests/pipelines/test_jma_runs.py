@@ -216,3 +216,28 @@ def test_jma_attacks_random_correctly_classified_images(tmp_path):
     assert metrics["clean/exact_match"] == 1.0 and metrics["clean/hamming"] == 0.0
     assert torch.load(tmp_path / "targets.pt").shape == (50, 10)
     assert metrics["attack/asr"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "experiment,victim,task_name",
+    [
+        ("jma_gtsrb_onehot", "vgg16_ecoc", "classification"),  # Table I
+        ("jma_gtsrb_ecoc", "vgg16_ecoc", "ecoc"),  # Table III
+        ("jma_cifar10_ecoc", "vgg16_ecoc", "ecoc"),  # Table IV
+        ("jma_mnist_ecoc", "vgg16_ecoc", "ecoc"),  # Table V
+        ("jma_voc_train_targets", "inception_v3", "multilabel"),  # Table VI
+        ("jma_voc_5bit", "inception_v3", "multilabel"),  # Table VII
+        ("jma_voc_15bit", "inception_v3", "multilabel"),  # the official readme's 15-bit run
+        ("jma_voc_other_victims_10bit", "resnet50", "multilabel"),  # Table XI
+    ],
+)
+def test_paper_presets_use_the_paper_protocol(experiment, victim, task_name):
+    from advlab.runner import build_spec
+
+    spec = build_spec(make_cfg(f"experiment={experiment}", "device=cpu"))
+    assert (spec.victim.name, spec.task.name) == (victim, task_name)
+    assert spec.eval.subset == "random_correct" and spec.eval.num_examples == 200
+    if experiment == "jma_voc_15bit":
+        assert spec.task.flip_bits == 15 and spec.dataset.size == 299
+    lots = build_spec(make_cfg(f"experiment={experiment}", "attack=lots_ecoc", "device=cpu")).attack
+    assert lots.num_target_images == 50
