@@ -41,9 +41,9 @@ def test_random_correct_picks_seeded_correctly_classified_images(digits_setup):
     with pytest.raises(ConfigError, match="eval.num_examples"):
         random_correct_indices(model, task, ds, len(ds), 64, CPU, seed=0)
     none = ATTACKS.create("none", task)
-    metrics, _, _ = evaluate(
+    metrics = evaluate(
         model, task, data, none, EvalConfig(num_examples=40, subset="random_correct"), CPU, 0, False
-    )
+    ).metrics
     assert metrics["eval/num_examples"] == 40 and metrics["clean/acc"] == 1.0
 
 
@@ -67,14 +67,15 @@ def test_official_index_and_error_pattern_files(digits_setup, tmp_path):
     task = TASKS.create("classification", data.info, target_file=str(tmp_path / "error_pattern.npy"))
     pgd = ATTACKS.create("pgd", task, eps=0.1, steps=2, targeted=True)
     params = EvalConfig(batch_size=4, subset="file", subset_file=str(tmp_path / "index.npy"), grid_examples=6)
-    metrics, examples, targets = evaluate(model, task, data, pgd, params, CPU, 0, False)
+    res = evaluate(model, task, data, pgd, params, CPU, 0, False)
+    metrics, examples, targets = res.metrics, res.examples, res.targets
     assert metrics["eval/num_examples"] == 6
     assert torch.equal(examples.x, x_all[idx[:4]])  # the file's order (first batch)
     assert targets.tolist() == expect and expect[0] == (y[0] + 1) % 10
     assert torch.equal(hadamard(16), torch.tensor(h, dtype=torch.float32))
     # first N of the file; too few target rows for the images is an early error naming the key
     params5 = EvalConfig(num_examples=5, subset="file", subset_file=str(tmp_path / "index.npy"))
-    assert evaluate(model, task, data, pgd, params5, CPU, 0, False)[0]["eval/num_examples"] == 5
+    assert evaluate(model, task, data, pgd, params5, CPU, 0, False).metrics["eval/num_examples"] == 5
     np.save(tmp_path / "short.npy", pattern[:3])
     short = TASKS.create("classification", data.info, target_file=str(tmp_path / "short.npy"))
     with pytest.raises(ConfigError, match="task.target_file"):

@@ -207,7 +207,7 @@ def test_vgg16_ecoc_shared_bottom_ensemble(tmp_path):
 def test_paper_victims_compose(name):
     from conftest import make_cfg
 
-    from advlab.runner import build_spec
+    from advlab.context import build_spec
 
     spec = build_spec(make_cfg(f"victim={name}", "device=cpu"))
     assert spec.victim.name == name

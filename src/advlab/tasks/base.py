@@ -8,25 +8,15 @@ an untargeted attack. Per-sample quantities have shape ``[B]``.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from advlab.data.info import DataInfo
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, Registry
-
-
-@dataclasses.dataclass
-class TargetFileConfig(ComponentConfig):
-    """Task parameters shared by the tasks whose attack targets can come from a file (see
-    :mod:`advlab.data.subset`)."""
-
-    #: not part of a trained victim's cache key (they only decide the attack targets)
-    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_file",)
-    target_file: str | None = None  # .npy of one target row per attacked image (official JMA target files)
+from advlab.registry import ComponentConfig
+from advlab.tasks.configs import TASKS  # noqa: F401
 
 
 class Task:
@@ -119,7 +109,7 @@ class Task:
     def example_grid(self, examples: Any, path: Any) -> Any:
         """Draw the evaluate loop's examples (clean / adversarial) to ``path``; returns the path. Tasks whose
         targets are not class indices (maps, vectors) override this."""
-        from advlab.report import save_example_grid
+        from advlab.reporting.pictures import save_example_grid
 
         return save_example_grid(examples, self.info.class_names, path)
 
@@ -145,6 +135,3 @@ class Task:
         if target is None:
             return self.correct(clean_outputs, y), success
         return torch.ones_like(success), success
-
-
-TASKS: Registry[Task] = Registry("task", "task")

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advlab.metrics.meter import Meter
-from advlab.tasks.base import TASKS, TargetFileConfig, Task
+from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import TargetFileConfig
 
 
 @TASKS.register("classification")

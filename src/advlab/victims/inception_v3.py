@@ -7,25 +7,19 @@ re-maps its ImageNet-normalised input to [-1, 1] as those weights expect (torchv
 
 from __future__ import annotations
 
-import dataclasses
-
 import torchvision
 from torch import nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import InceptionV3Config  # noqa: F401
 from advlab.victims.pretrained import load_backbone_weights
 
 SOURCE = (
     "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth "
     "(torchvision Inception_V3_Weights.IMAGENET1K_V1)"
 )
-
-
-@dataclasses.dataclass
-class InceptionV3Config(VictimConfig):
-    pretrained: str | None = None  # ImageNet backbone weights file
 
 
 @VICTIMS.register("inception_v3")

@@ -5,32 +5,17 @@ smaller tensors, for tests); the heads keep Swin-B's 32 channels each."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from torch import nn
 from torchvision.models.swin_transformer import SwinTransformer
 
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import SwinBConfig  # noqa: F401
 from advlab.victims.pretrained import load_backbone_weights
 
 SOURCE = "https://download.pytorch.org/models/swin_b-68c6b09e.pth (torchvision Swin_B_Weights.IMAGENET1K_V1)"
 DEPTHS = [2, 2, 18, 2]
-
-
-@dataclasses.dataclass
-class SwinBConfig(VictimConfig):
-    pretrained: str | None = None  # ImageNet backbone weights file
-    width: int = 128  # embedding size of the first stage (Swin-B: 128)
-
-    def validate(self, key: str) -> None:
-        check(
-            self.width >= 32 and self.width % 32 == 0,
-            f"{key}.width",
-            f"must be a multiple of 32 (got {self.width})",
-        )
 
 
 @VICTIMS.register("swin_b")

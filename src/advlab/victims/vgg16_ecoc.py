@@ -12,7 +12,6 @@ channels, doubling per block to 8x) and ``fc`` (4096) shrink it for tests with t
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -21,32 +20,14 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig, load_state_dict_file
+from advlab.victims.base import VICTIMS, VictimBuilder, load_state_dict_file
+from advlab.victims.configs import VGG16ECOCConfig  # noqa: F401
 
 SOURCE = "https://download.pytorch.org/models/vgg16-397923af.pth (torchvision VGG16_Weights.IMAGENET1K_V1)"
 #: VGG16 ("D"): convolution widths in units of ``width``, "M" = 2x2 max-pool
 CFG = [1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M"]
 #: index of each convolution in torchvision's ``features`` Sequential (conv, ReLU, ..., pool)
 TORCHVISION_CONV_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
-
-
-@dataclasses.dataclass
-class VGG16ECOCConfig(VictimConfig):
-    pretrained: str | None = None  # torchvision ImageNet VGG16 state_dict
-    shared_convs: int = 6  # convolutions in the shared bottom (paper: 6)
-    branches: int | None = None  # ensemble branches h (None: one per output bit)
-    width: int = 64  # VGG16: 64
-    fc: int = 4096  # units of each branch's two fully connected layers (VGG16: 4096)
-
-    def validate(self, key: str) -> None:
-        check(
-            0 <= self.shared_convs <= 13,
-            f"{key}.shared_convs",
-            f"must be in [0, 13] (got {self.shared_convs})",
-        )
-        check(self.branches is None or self.branches >= 1, f"{key}.branches", "must be >= 1 or null")
-        check(self.width >= 1 and self.fc >= 1, key, "width and fc must be >= 1")
 
 
 def _layers(cfg: list, in_ch: int, width: int) -> tuple[list[nn.Module], int]:

@@ -10,7 +10,6 @@ layout at smaller sizes, for tests."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import torch
@@ -19,8 +18,8 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import ViTIn21kConfig  # noqa: F401
 from advlab.victims.pretrained import load_backbone_weights
 
 SOURCE = (
@@ -69,20 +68,6 @@ def timm_to_torchvision(state: dict[str, Tensor]) -> dict[str, Tensor]:
         else:
             out[key] = value
     return out
-
-
-@dataclasses.dataclass
-class ViTIn21kConfig(VictimConfig):
-    pretrained: str | None = None  # timm-layout ImageNet-21K (or ImageNet2K fine-tuned) checkpoint
-    width: int = 768  # hidden size (ViT-B: 768)
-    representation: bool = False  # the in21k pre-logits layer (true for the original in21k checkpoints)
-
-    def validate(self, key: str) -> None:
-        check(
-            self.width >= 64 and self.width % 64 == 0,
-            f"{key}.width",
-            f"must be a multiple of 64 (got {self.width})",
-        )
 
 
 @VICTIMS.register("vit_b16_in21k")
