@@ -34,16 +34,15 @@ def test_random_correct_picks_seeded_correctly_classified_images(digits_setup):
     idx = random_correct_indices(model, task, ds, 40, 64, CPU, seed=3)
     assert len(idx) == 40 and len(set(idx.tolist())) == 40 and correct[idx].all()
     assert torch.equal(idx, idx.sort().values)
-    assert torch.equal(idx, random_correct_indices(model, task, ds, 40, 64, CPU, seed=3))
     assert not torch.equal(idx, random_correct_indices(model, task, ds, 40, 64, CPU, seed=4))
     assert int(idx.max()) >= 60  # random, not the first 40 correct ones
-    assert len(random_correct_indices(model, task, ds, None, 64, CPU, seed=0)) == int(correct.sum())
-    with pytest.raises(ConfigError, match="eval.num_examples"):
-        random_correct_indices(model, task, ds, len(ds), 64, CPU, seed=0)
+    with pytest.raises(ConfigError, match=f"gets only {int(correct.sum())} of {len(ds)}"):
+        random_correct_indices(model, task, ds, int(correct.sum()) + 1, 64, CPU, seed=0)
     none = ATTACKS.create("none", task)
-    metrics = evaluate(
-        model, task, data, none, EvalConfig(num_examples=40, subset="random_correct"), CPU, 0, False
-    ).metrics
+    params = EvalConfig(num_examples=40, subset="random_correct", grid_examples=40, batch_size=40)
+    res = evaluate(model, task, data, none, params, CPU, 2, False)  # selection seeded with seed + 1 = 3
+    metrics = res.metrics
+    assert torch.equal(res.examples.x, ds.tensors[0][idx])  # the same seeded selection, in index order
     assert metrics["eval/num_examples"] == 40 and metrics["clean/acc"] == 1.0
 
 
