@@ -13,7 +13,9 @@ batch at once. Every outer step moves, in each unfinished problem, the coordinat
 gradient into the passive set P, solves the unconstrained problem on P, and steps back along the segment
 (dropping coordinates that reach zero) when that solution leaves the orthant. The problem on P is solved from
 a QR factorisation of the masked ``M`` (columns off P replaced by unit columns), never from ``M^T M``: the
-error grows with ``cond(M)``, not its square. Problems that are finished are masked; there is no per-sample
+error grows with ``cond(M)``, not its square. A tall ``M`` (JMA: one row per pixel) is first reduced by one
+QR, ``M = Q0 R0``, to the same problem on ``R0`` and ``Q0^T h`` (``k x k``), so the iterations cost no more
+than on the Gram matrix. Problems that are finished are masked; there is no per-sample
 Python loop, and the number of outer steps is about the size of the largest support in the batch.
 
 Stopping is scale-invariant: coordinate ``j`` may enter only if its negative gradient exceeds ``tol`` times
@@ -74,6 +76,10 @@ def nonneg_least_squares(
             f"nonneg_least_squares: need h [B,r] and c [B,k] for M {tuple(m.shape)}, "
             f"got {tuple(h.shape)} and {tuple(c.shape)}"
         )
+    if rows > k:  # one QR M = Q0 R0 first: the same problem on R0 (k x k) and Q0^T h, up to a constant
+        q0, m = torch.linalg.qr(m)
+        h = (q0.transpose(1, 2) @ h.unsqueeze(2)).squeeze(2)
+        rows = k
     col_norm = torch.linalg.vector_norm(m, dim=1)  # [B, k]
     top = col_norm.amax(dim=1, keepdim=True)
     ridge = 1e-20 * top.squeeze(1).clamp(min=1e-150)
