@@ -3,7 +3,10 @@ noise transfer to another image size, the experiment configs, and the early erro
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,15 @@ from conftest import make_cfg
 
 from advlab.errors import CheckpointError, ConfigError
 from advlab.runner import build_spec, run
+
+
+def table_script():
+    path = Path(__file__).resolve().parents[2] / "scripts" / "table_asl_par.py"
+    spec = importlib.util.spec_from_file_location("table_asl_par", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 SMALL = [
     "experiment=asl_par_synthpar", "device=cpu", "dataset.num_train=96", "dataset.num_test=40",
@@ -35,6 +47,31 @@ def test_asl_par_pipeline_end_to_end(tmp_path):
     for name in ("perturbation.png", "label_shift.txt", "attributes.md", "defense.pt"):
         assert (run_dir / name).is_file(), name
     assert "## defended attacked" in (run_dir / "attributes.md").read_text()
+    # one mA for every report: attributes.md, results.json and the table script agree to the last digit
+    saved = json.loads((run_dir / "results.json").read_text())["metrics"]
+    sections = re.findall(
+        r"^## (.+) \(`(\w+)/\*`\)\n\nmA (\S+)$", (run_dir / "attributes.md").read_text(), re.M
+    )
+    assert [prefix for _, prefix, _ in sections] == ["clean", "adv", "defended_clean", "defended"]
+    for _, prefix, value in sections:
+        assert float(value) == saved[f"{prefix}/mA"] == m[f"{prefix}/mA"], prefix
+    _, cells = table_script().asl_par_rows(run_dir)
+    table = {row[1]: row[2] for row in cells}  # phase -> mA cell (a single run: no parameter columns)
+    labels = {
+        "clean": "clean",
+        "adv": "attacked",
+        "defended": "defended",
+        "defended_clean": "defended, clean",
+    }
+    for _, prefix, value in sections:
+        assert table[labels[prefix]] == f"{100 * float(value):.2f}"
+    # the per-attribute rows are the mA's terms: their mean is the phase's mA (to the table's 4 decimals)
+    for block in (run_dir / "attributes.md").read_text().split("## ")[1:]:
+        per_attr = [
+            float(r.split("|")[2]) for r in block.splitlines() if r.startswith("| ") and "attribute" not in r
+        ]
+        value = float(re.search(r"^mA (\S+)$", block, re.M).group(1))
+        assert abs(sum(per_attr) / len(per_attr) - value) <= 5e-5
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("universal/loss" in r for r in rows) and any("defended/mA" in r for r in rows)
     defense = torch.load(run_dir / "defense.pt", weights_only=True)

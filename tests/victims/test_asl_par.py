@@ -165,6 +165,12 @@ def test_defense_text_prompts_receive_gradient_and_start_as_the_victim(setup):
     trainable = {id(p) for g in model.param_groups(8e-4) for p in g["params"]}
     assert trainable == {id(model.text_prompts), id(model.filter.weight), id(model.filter.bias)}
     assert [g["lr"] for g in model.param_groups(8e-4)] == pytest.approx([8e-4, 4e-4])
+    # fine-tuning the defense leaves the victim itself unchanged (its clean/attacked reports stay the victim's)
+    torch.optim.SGD(model.param_groups(1.0), lr=1.0).step()
+    assert model.text_prompts.abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(victim(x), before, atol=0, rtol=0)
+        assert not torch.allclose(model(x), before, atol=1e-4)
 
 
 def test_per_image_label_shift_is_fixed_per_image_and_seeded(setup):

@@ -92,6 +92,7 @@ def evaluate(
     resume_path: Path | None = None,
     checkpoint_every_s: float = 60.0,
     per_example: dict[str, Tensor] | None = None,
+    meters: dict[str, Meter] | None = None,
 ) -> tuple[dict[str, float], Examples, Tensor | None]:
     """Returns (metrics, examples for the grid, all attack targets or None).
 
@@ -101,7 +102,11 @@ def evaluate(
 
     With a dict ``per_example``, the loop also fills it with per-example bool tensors over the evaluated test
     images, in order: ``clean_correct`` and, with an attack, ``adv_correct`` (the task's ``correct`` on the
-    attacked image) -- e.g. to combine several attacks into a union accuracy."""
+    attacked image) -- e.g. to combine several attacks into a union accuracy.
+
+    With a dict ``meters``, the loop also puts there the task meters the ``clean/*`` (key ``clean``) and
+    ``adv/*`` (key ``adv``, with an attack) metrics were computed from, so that a report drawn from them (e.g.
+    per-attribute tables) holds exactly the numbers of the returned metrics."""
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
     run_attack = not isinstance(attack, NoAttack)
@@ -197,6 +202,10 @@ def evaluate(
         metrics.update({f"attack/{k}": v for k, v in att.compute().items()})
         metrics["attack/time_per_image_s"] = state["attack_time"] / max(state["n_images"], 1)
     metrics["eval/num_examples"] = state["n_images"]
+    if meters is not None:
+        meters["clean"] = clean
+        if run_attack:
+            meters["adv"] = adv
     if per_example is not None:
         for key in ("clean_correct", "adv_correct"):
             if state[key]:

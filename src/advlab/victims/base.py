@@ -24,7 +24,8 @@ class VictimConfig(ComponentConfig):
 
 
 class Victim(nn.Module):
-    """``forward(x in [0,1]) = net((x - mean) / std)``."""
+    """``forward(x in [0,1], **kw) = net((x - mean) / std, **kw)`` (keyword arguments go to the network, e.g. a
+    defense's text prompts for PromptPAR)."""
 
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -32,8 +33,8 @@ class Victim(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - self.mean) / self.std)
+    def forward(self, x: Tensor, **net_kwargs: Any) -> Tensor:
+        return self.net((x - self.mean) / self.std, **net_kwargs)
 
 
 class VictimBuilder:

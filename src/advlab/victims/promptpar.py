@@ -181,21 +181,23 @@ class PromptPARNet(nn.Module):
         return mask
 
     # ---- text ----------------------------------------------------------------------------------------
-    def _text_params(self) -> list[Tensor]:
+    def _text_params(self, text_ctx: Tensor) -> list[Tensor]:
         c = self.clip
         mods = [c.token_embedding, c.transformer, c.ln_final]
         ps = [p for m in mods for p in m.parameters()] + [c.positional_embedding]
-        if self.text_ctx.numel():
-            ps.append(self.text_ctx)
+        if text_ctx.numel():
+            ps.append(text_ctx)
         if isinstance(c.text_projection, nn.Parameter):
             ps.append(c.text_projection)
         elif c.text_projection is not None:
             ps += list(c.text_projection.parameters())
         return ps
 
-    def encode_text(self) -> Tensor:
-        """Attribute sentence features ``[A, D]`` (cached while no text parameter trains or changes)."""
-        params = self._text_params()
+    def encode_text(self, text_ctx: Tensor | None = None) -> Tensor:
+        """Attribute sentence features ``[A, D]`` with the text prompts ``text_ctx`` (default: the victim's own
+        ``self.text_ctx``), cached while no text parameter trains or changes."""
+        text_ctx = self.text_ctx if text_ctx is None else text_ctx
+        params = self._text_params(text_ctx)
         if not any(p.requires_grad for p in params):
             key = (
                 self.text_tokens.device,
@@ -204,19 +206,19 @@ class PromptPARNet(nn.Module):
             )
             if self._text_cache is None or self._text_cache[0] != key:
                 with torch.no_grad():
-                    self._text_cache = (key, self._encode_text())
+                    self._text_cache = (key, self._encode_text(text_ctx))
             return self._text_cache[1]
         self._text_cache = None
-        return self._encode_text()
+        return self._encode_text(text_ctx)
 
-    def _encode_text(self) -> Tensor:
+    def _encode_text(self, text_ctx: Tensor) -> Tensor:
         from open_clip.transformer import text_global_pool
 
         c, tokens = self.clip, self.text_tokens
         x = c.token_embedding(tokens)
-        n = self.text_ctx.shape[0]
+        n = text_ctx.shape[0]
         if n:
-            x = torch.cat([x[:, :1], x[:, 1 : 1 + n] + self.text_ctx, x[:, 1 + n :]], dim=1)
+            x = torch.cat([x[:, :1], x[:, 1 : 1 + n] + text_ctx, x[:, 1 + n :]], dim=1)
         x = x + c.positional_embedding
         x = c.transformer(x, attn_mask=c.attn_mask)
         x = c.ln_final(x)
@@ -269,8 +271,10 @@ class PromptPARNet(nn.Module):
         local = torch.where(high > 0.5, high, low)
         return (local + glob) / 2
 
-    def forward(self, x: Tensor) -> Tensor:
-        text = self.encode_text()  # [A, D]
+    def forward(self, x: Tensor, text_ctx: Tensor | None = None) -> Tensor:
+        """``text_ctx``: text prompts to use instead of the victim's own (the defense's, which stay out of the
+        victim so that the undefended victim is unchanged by the defense's fine-tuning)."""
+        text = self.encode_text(text_ctx)  # [A, D]
         tokens = self.encode_image(x)  # [B, S, D]
         keep = torch.cat([tokens[:, :1], tokens[:, self.part_pos], tokens[:, self.prefix :]], dim=1)
         gl = self.agg_bn(self.aggregate(keep[:, : 1 + self.params.num_parts], text))
