@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_cfg
+from omegaconf import OmegaConf
 
 from advlab.errors import CheckpointError, ConfigError
 from advlab.runner import build_spec, run
@@ -128,3 +129,18 @@ def test_missing_weights_and_transfer_noise_fail_before_any_work(tmp_path):
         build_spec(make_cfg("experiment=asl_par_synthpar", "attack.objective=nope"))
     with pytest.raises(ConfigError, match="task.threshold: must be in"):
         build_spec(make_cfg("experiment=asl_par_synthpar", "task.threshold=1.5"))
+
+
+@pytest.mark.slow
+def test_random_label_ablation_preset_runs_on_synthpar(tmp_path):
+    no_defense = [o for o in SMALL if not o.startswith(("defense.", "experiment="))]
+    spec = build_spec(make_cfg("experiment=asl_par_synthpar_label_ablation", *no_defense))
+    assert spec.defense.name == "none" and spec.attack.label_shift == "per_image"
+    results = run(make_cfg("experiment=asl_par_synthpar_label_ablation", *no_defense, "attack.label_shift=random"),
+                  tmp_path / "random")  # fmt: skip
+    m = results["metrics"]
+    assert 0.0 <= m["adv/mA"] <= 1.0 and m["attack/linf_max"] <= 10 / 255 + 1e-6 and "defended/mA" not in m
+    assert "random-label baseline" in (tmp_path / "random" / "label_shift.txt").read_text()
+    for name in ("asl_par_synthpar_label_ablation", "asl_par_peta_label_ablation"):
+        sweep = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "experiment" / f"{name}.yaml")
+        assert sweep.hydra.sweeper.params["attack.label_shift"] == "per_image,random"

@@ -35,7 +35,9 @@ from advlab.attacks.universal import UniversalAttack, UniversalConfig
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
-from advlab.tasks.par import keyed_cycles, shift_labels, shift_maps
+from advlab.tasks.par import keyed_cycles, keyed_uniforms, random_group_labels, shift_labels, shift_maps
+
+LABEL_SHIFTS = ("per_image", "fixed", "per_sample", "random")
 
 
 @dataclasses.dataclass
@@ -46,9 +48,10 @@ class ASLPARConfig(UniversalConfig):
     objective: str = "both"  # both | label | semantic  (the paper's ablation switches)
     semantic_weight: float = 0.5  # weight of L_GL
     label_seed: int = 0  # seed of the label perturbation (per-group derangements)
-    label_shift: str = (
-        "fixed"  # fixed: one shift for every image (saved) | per_sample: redrawn per image and step
-    )
+    # per_image: each image its own shift, fixed by the image and label_seed | fixed: one shift for every image
+    # (saved) | per_sample: redrawn per image and step | random: the random-label baseline (each group's positive
+    # count kept, positions drawn at random per image, fixed by the image and label_seed)
+    label_shift: str = "per_image"
     momentum: float = 0.9
     warmup_epochs: float = 1.0
     init: str = "zeros"  # zeros | uniform (uniform in [-eps, eps])
@@ -72,6 +75,8 @@ class ASLPARConfig(UniversalConfig):
         check(
             not self.targeted, f"{key}.targeted", "ASL-PAR sets its own targets (shifted labels); leave false"
         )
+        check(self.label_shift in LABEL_SHIFTS, f"{key}.label_shift",
+              f"must be one of {', '.join(LABEL_SHIFTS)} (got '{self.label_shift}')")  # fmt: skip
 
 
 def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 224) -> Tensor:
@@ -110,15 +115,26 @@ class ASLPAR(UniversalAttack):
         maps = [self.perturbation[f"shift_map_{g}"].long() for g in range(len(self.groups))]
         return shift_labels(y.float(), self.groups, maps)
 
-    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
-        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: a seeded random
-        projection of the pixels keys a hash-based derangement per group."""
-        seed = self.params.label_seed
-        gen = torch.Generator().manual_seed(seed)
+    def image_keys(self, x: Tensor) -> Tensor:
+        """One float per (clean) image: a projection of its pixels on a random direction drawn from
+        ``label_seed``, so per-image label draws need no sample index."""
+        gen = torch.Generator().manual_seed(self.params.label_seed)
         proj = torch.randn(x[0].numel(), generator=gen, dtype=torch.float64).to(x.device)
-        keys = x.flatten(1).double() @ proj
+        return x.flatten(1).double() @ proj
+
+    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: the image's key
+        (:meth:`image_keys`) seeds a hash-based derangement per group."""
+        seed, keys = self.params.label_seed, self.image_keys(x)
         maps = [keyed_cycles(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
         return shift_labels(y.float(), self.groups, maps)
+
+    def random_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """The random-label baseline: per group the image's positive count, at random positions keyed on the
+        image and ``label_seed`` (:func:`advlab.tasks.par.random_group_labels`)."""
+        seed, keys = self.params.label_seed, self.image_keys(x)
+        uniforms = [keyed_uniforms(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
+        return random_group_labels(y.float(), self.groups, uniforms)
 
     # ---- the universal-attack interface --------------------------------------------------------------
     def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
@@ -177,6 +193,8 @@ class ASLPAR(UniversalAttack):
             target = shift_labels(y.float(), self.groups, shift_maps(self.groups, y.shape[0], generator))
         elif self.params.label_shift == "per_image":
             target = self.shifted_per_image(x, y)
+        elif self.params.label_shift == "random":
+            target = self.random_per_image(x, y)
         else:
             target = self.shifted(y)
         logits, aux = self.task.split_outputs(outputs)
@@ -235,6 +253,9 @@ class ASLPAR(UniversalAttack):
             "per_image": "a shift per image, keyed on the image and the seed (shifted_per_image); the shared "
             "map below applies only with label_shift=fixed:",
             "per_sample": "a shift redrawn per image and step; the shared map below applies only with "
+            "label_shift=fixed:",
+            "random": "the random-label baseline: per image and group the same number of positives at random "
+            "positions, keyed on the image and the seed (random_per_image); the shared map below applies only with "
             "label_shift=fixed:",
         }[mode]
         (run_dir / "label_shift.txt").write_text(
