@@ -76,7 +76,7 @@ def test_asl_par_pipeline_end_to_end(tmp_path):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("universal/loss" in r for r in rows) and any("defended/mA" in r for r in rows)
     defense = torch.load(run_dir / "defense.pt", weights_only=True)
-    assert defense["text_prompts"].shape[0] == 4 and defense["text_prompts"].abs().sum() > 0
+    assert defense["text_prompts"].shape[0] == 3 and defense["text_prompts"].abs().sum() > 0  # official: 3
 
     # the saved noise applied to synthpar drawn at another size (resized), no optimisation, no defense
     no_defense = [o for o in SMALL if not o.startswith("defense.")]
@@ -111,6 +111,35 @@ def test_paper_experiments_compose_with_the_paper_settings(experiment, tmp_path)
     else:
         assert spec.attack.eps == pytest.approx(10 / 255, abs=1e-6)
     assert spec.defense.name == ("asl_par" if experiment == "asl_par_defense_peta" else "none")
+    if experiment == "asl_par_defense_peta":  # the official train_defense.sh / config.py schedule
+        d = spec.defense
+        assert (d.epochs, d.batch_size, d.text_prompts, d.optimizer) == (1, 32, 3, "sgd")
+        assert (d.filter_lr, d.prompt_lr, d.momentum, d.weight_decay) == (8e-4, 4e-4, 0.9, 1e-4)
+
+
+def test_official_script_schedules_are_offered_beside_the_paper_ones(tmp_path):
+    clip = tmp_path / "ViT-L-14.pt"
+    clip.write_bytes(b"")
+    base = ["experiment=asl_par_defense_peta", f"victim.pretrained={clip}", f"dataset.root={tmp_path}"]
+    script = build_spec(make_cfg(*base, "attack=asl_par_script"))
+    assert script.attack.epochs == 100 and script.attack.lr == 0.003 and script.attack.batch_size == 48
+    longer = build_spec(make_cfg(*base, "defense=asl_par_long")).defense
+    assert (longer.epochs, longer.batch_size, longer.text_prompts, longer.filter_lr) == (10, 16, 4, 8e-4)
+
+
+def test_asl_par_presets_repeat_only_the_defaults():
+    """The dataclasses hold the defaults; a preset's listed keys (kept so that Hydra accepts them as overrides
+    without '+') must carry the same values."""
+    import yaml
+
+    from advlab.attacks.asl_par import ASLPARConfig
+    from advlab.defenses.asl_par_defense import ASLPARDefenseConfig
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    for path, cls in [("attack/asl_par.yaml", ASLPARConfig), ("defense/asl_par.yaml", ASLPARDefenseConfig)]:
+        default = cls(name="asl_par")
+        listed = yaml.safe_load((conf / path).read_text())
+        assert {k: v for k, v in listed.items() if getattr(default, k) != v} == {}, path
 
 
 def test_missing_weights_and_transfer_noise_fail_before_any_work(tmp_path):
