@@ -215,3 +215,31 @@ def test_openpar_token_use_opens_the_part_groups_to_the_patches(info):
     assert (theirs.net.attn_mask[prefix:, part] == 0).all()  # OpenPAR: patch rows are unmasked
     # the part groups themselves are confined to their stripes in both
     torch.testing.assert_close(ours.net.attn_mask[part], theirs.net.attn_mask[part])
+
+
+class Holder(torch.nn.Module):
+    """A TorchScript module holding a state_dict under its dotted names, as OpenAI's JIT ``ViT-L-14.pt`` does."""
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        super().__init__()
+        for key, value in state.items():
+            *path, leaf = key.split(".")
+            module: torch.nn.Module = self
+            for part in path:
+                if not hasattr(module, part):
+                    module.add_module(part, torch.nn.Module())
+                module = getattr(module, part)
+            module.register_buffer(leaf, value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_openai_torchscript_archive_is_read_with_jit_load(info, tmp_path):
+    state = {k: v.half() for k, v in random_state(openai_clip_shapes(), 9).items()}
+    state["input_resolution"] = torch.tensor(SIZE)
+    path = tmp_path / "ViT-tiny.pt"
+    torch.jit.script(Holder(state)).save(str(path))
+    _, victim = build(info, pretrained=str(path))
+    own = victim.net.clip.state_dict()
+    assert all(torch.equal(own[k], v.float()) for k, v in state.items() if k != "input_resolution")
