@@ -34,7 +34,14 @@ from torch import Tensor, nn
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig, load_state_dict_file
+from advlab.victims.base import (
+    VICTIMS,
+    Victim,
+    VictimBuilder,
+    VictimConfig,
+    load_state_dict_file,
+    read_checkpoint,
+)
 
 
 @dataclasses.dataclass
@@ -297,8 +304,6 @@ class MambaPAR(VictimBuilder):
 
     def load_checkpoint(self, path: str) -> dict[str, Tensor]:
         """advlab's own state_dict, or a MambaPAR ``save_ckpt`` file (mapped by :func:`mambapar_state_dict`)."""
-        from advlab.victims.promptpar import read_checkpoint
-
         obj = read_checkpoint(path, "victim.checkpoint")
         if "state_dicts" in obj and isinstance(obj["state_dicts"], dict):
             return mambapar_state_dict(obj, str(path))
