@@ -13,8 +13,9 @@ import torch
 from conftest import make_cfg
 from omegaconf import OmegaConf
 
+from advlab.context import build_spec
 from advlab.errors import CheckpointError, ConfigError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 
 
 def table_script():
@@ -125,21 +126,6 @@ def test_official_script_schedules_are_offered_beside_the_paper_ones(tmp_path):
     assert script.attack.epochs == 100 and script.attack.lr == 0.003 and script.attack.batch_size == 48
     longer = build_spec(make_cfg(*base, "defense=asl_par_long")).defense
     assert (longer.epochs, longer.batch_size, longer.text_prompts, longer.filter_lr) == (10, 16, 4, 8e-4)
-
-
-def test_asl_par_presets_repeat_only_the_defaults():
-    """The dataclasses hold the defaults; a preset's listed keys (kept so that Hydra accepts them as overrides
-    without '+') must carry the same values."""
-    import yaml
-
-    from advlab.attacks.asl_par import ASLPARConfig
-    from advlab.defenses.asl_par_defense import ASLPARDefenseConfig
-
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    for path, cls in [("attack/asl_par.yaml", ASLPARConfig), ("defense/asl_par.yaml", ASLPARDefenseConfig)]:
-        default = cls(name="asl_par")
-        listed = yaml.safe_load((conf / path).read_text())
-        assert {k: v for k, v in listed.items() if getattr(default, k) != v} == {}, path
 
 
 def test_missing_weights_and_transfer_noise_fail_before_any_work(tmp_path):

@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import make_cfg
 
+from advlab.context import build_spec
 from advlab.data.synthpar import SynthPAR, SynthPARConfig
 from advlab.errors import CheckpointError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 from advlab.tasks.par import PAR, PARTaskConfig
 from advlab.victims.base import VICTIMS, load_victim_weights
 from advlab.victims.mambapar import MambaMixer, selective_scan

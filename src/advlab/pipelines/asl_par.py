@@ -16,41 +16,22 @@ Per-attribute results of every phase go to ``attributes.md``, drawn from the met
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
-
-from omegaconf import OmegaConf
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
 from advlab.loops.fit import fit
 from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import ASLPARPipelineConfig  # noqa: F401
 from advlab.pipelines.standard import fit_or_load_universal
-from advlab.registry import ComponentConfig
 from advlab.utils import atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class ASLPARPipelineConfig(ComponentConfig):
-    attribute_table: bool = True  # write attributes.md (per-attribute mA of every phase)
-    require_perturbation: bool = False  # transfer runs: attack.perturbation_path must be given
-
-
-def _with_defense_none(ctx: RunContext):
-    """The run's spec with ``defense: none``: the victim is trained (and cached) without the defense."""
-    from advlab.runner import build_spec  # runner imports the pipelines
-
-    cfg = ctx.cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.defense = {"name": "none"}
-    return build_spec(cfg)
 
 
 #: attributes.md section -> the results.json metric prefix of the same phase
@@ -92,7 +73,7 @@ class ASLPARPipeline(Pipeline):
 
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
         spec = ctx.spec
-        victim_spec = _with_defense_none(ctx)
+        victim_spec = ctx.spec_with(defense={"name": "none"})  # the victim trains without the defense
         parts = ctx.build(victim_spec)
         if not isinstance(parts.attack, UniversalAttack):
             raise ConfigError(f"pipeline=asl_par needs a universal attack (got attack={spec.attack.name})")
@@ -100,13 +81,13 @@ class ASLPARPipeline(Pipeline):
         victim = victim.to(spec.device).eval()
         attack, task, data = parts.attack, parts.task, parts.data
         fit_or_load_universal(ctx, attack, victim, data)
-        meters: dict[str, Any] = {}
-        metrics, _, _ = evaluate(
+        result = evaluate(
             victim, task, data, attack, spec.eval, spec.device, spec.seed,
-            progress=spec.progress, resume_path=ctx.run_dir / "eval_state.pt", meters=meters,
+            progress=spec.progress, resume_path=ctx.scratch("eval_state.pt"),
         )  # fmt: skip
+        metrics = result.metrics
         ctx.recorder.log(metrics)
-        tables = {"victim clean": meters["clean"], "victim attacked": meters["adv"]}
+        tables = {"victim clean": result.meters["clean"], "victim attacked": result.meters["adv"]}
         if spec.defense.name == "asl_par":
             defense = ctx.build().defense
             defense.set_attack(attack)
@@ -116,18 +97,15 @@ class ASLPARPipeline(Pipeline):
             )
             fit(
                 defended, task, data, spec.defense.train_config(), defense, spec.device, spec.seed,
-                resume_path=ctx.run_dir / "defense_state.pt", log=ctx.recorder.log, progress=spec.progress,
+                resume_path=ctx.scratch("defense_state.pt"), log=ctx.recorder.log, progress=spec.progress,
             )  # fmt: skip
             defended.eval()
             atomic_torch_save(defended.defense_state(), ctx.run_dir / "defense.pt")
-            (ctx.run_dir / "defense_state.pt").unlink(missing_ok=True)
-            defended_meters: dict[str, Any] = {}
-            after, _, _ = evaluate(
+            after_result = evaluate(
                 defended, task, data, attack, spec.eval, spec.device, spec.seed,
-                progress=spec.progress, resume_path=ctx.run_dir / "eval_defended_state.pt",
-                meters=defended_meters,
+                progress=spec.progress, resume_path=ctx.scratch("eval_defended_state.pt"),
             )  # fmt: skip
-            (ctx.run_dir / "eval_defended_state.pt").unlink(missing_ok=True)
+            after = after_result.metrics
             for key, value in after.items():
                 phase, _, name = key.partition("/")
                 if phase == "clean":
@@ -136,7 +114,10 @@ class ASLPARPipeline(Pipeline):
                     metrics[f"defended/{name}"] = value
             ctx.recorder.log({k: v for k, v in metrics.items() if k.startswith("defended")})
             tables.update(
-                {"defended clean": defended_meters["clean"], "defended attacked": defended_meters["adv"]}
+                {
+                    "defended clean": after_result.meters["clean"],
+                    "defended attacked": after_result.meters["adv"],
+                }
             )
         if self.params.attribute_table:
             text = attribute_tables(tables)

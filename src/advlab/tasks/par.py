@@ -34,8 +34,8 @@ from torch import Tensor
 
 from advlab.data.info import DataInfo
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import PARTaskConfig  # noqa: F401
 
 EPS = 1e-20
 
@@ -127,19 +127,6 @@ def random_group_labels(y: Tensor, groups: list[tuple[int, int]], uniforms: list
         rank = u.to(y.device).argsort(dim=1).argsort(dim=1)  # each attribute's rank in the sample's draw
         out[:, start:end] = (rank < count).to(y.dtype)
     return out
-
-
-@dataclasses.dataclass
-class PARTaskConfig(ComponentConfig):
-    threshold: float = 0.45  # PromptPAR; 0.5 for the Rethinking-of-PAR protocol
-    aux_weight: float = 0.5  # weight of the auxiliary heads' loss (PromptPAR: 0.5 * L_GL)
-    weighted: bool = True  # PromptPAR's weighted BCE (positive rates of the training split)
-    f1: str = "means"  # means: 2PR/(P+R) of the mean P and R (PromptPAR) | instances: mean per-sample F1
-
-    def validate(self, key: str) -> None:
-        check(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) (got {self.threshold})")
-        check(self.aux_weight >= 0, f"{key}.aux_weight", f"must be >= 0 (got {self.aux_weight})")
-        check(self.f1 in ("means", "instances"), f"{key}.f1", f"must be means or instances (got '{self.f1}')")
 
 
 class PARMeter(Meter):

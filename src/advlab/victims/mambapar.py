@@ -23,7 +23,6 @@ a loop over the sequence positions only. ``checkpoint`` also reads MambaPAR's ow
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -33,42 +32,8 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
-from advlab.registry import check
-from advlab.victims.base import (
-    VICTIMS,
-    Victim,
-    VictimBuilder,
-    VictimConfig,
-    load_state_dict_file,
-    read_checkpoint,
-)
-
-
-@dataclasses.dataclass
-class MambaPARConfig(VictimConfig):
-    # defaults: the official setting (Vim-S/16 at 224, mamba-130M text branch, fusion width 768)
-    patch_size: int = 16
-    vision_width: int = 384
-    vision_depth: int = 24
-    text_width: int = 768
-    text_depth: int = 24
-    text_vocab: int = 50280  # mamba-130M's padded GPT-NeoX vocabulary
-    text_length: int = 10  # tokens per attribute word (padded)
-    # bytes: UTF-8 bytes + 1 (0 = padding; the embedded tiny config) | a local Hugging Face tokenizer folder
-    # (the official code uses bert-base-cased)
-    tokenizer: str = "bytes"
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
-    fusion_layers: int = 2
-
-    def validate(self, key: str) -> None:
-        for name in ("patch_size", "vision_width", "vision_depth", "text_width", "text_depth", "text_length",
-                     "d_state", "d_conv", "expand"):  # fmt: skip
-            check(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1 (got {getattr(self, name)})")
-        check(self.fusion_layers >= 0, f"{key}.fusion_layers", "must be >= 0")
-        check(self.tokenizer != "bytes" or self.text_vocab >= 257, f"{key}.text_vocab",
-              "must be >= 257 with tokenizer=bytes (256 byte values + padding)")  # fmt: skip
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file, read_checkpoint
+from advlab.victims.configs import MambaPARConfig  # noqa: F401
 
 
 def selective_scan(u: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, z: Tensor) -> Tensor:
