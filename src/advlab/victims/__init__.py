@@ -3,6 +3,7 @@ from advlab.victims import (  # noqa: F401  (registers)
     face_resnet,
     mmseg,
     par_baseline,
+    pidnet,
     promptpar,
     resnet,
     resnet50,
