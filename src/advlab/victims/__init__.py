@@ -7,6 +7,7 @@ from advlab.victims import (  # noqa: F401  (registers)
     promptpar,
     resnet,
     resnet50,
+    segformer_hf,
     smallcnn,
     vit,
 )
