@@ -1,4 +1,6 @@
 from advlab.victims import (  # noqa: F401  (registers)
+    bisenet_v1,
+    bisenet_v2,
     clip_mlp,
     face_resnet,
     mmseg,
