@@ -3,6 +3,7 @@ from advlab.victims import (  # noqa: F401  (registers)
     bisenet_v2,
     clip_mlp,
     face_resnet,
+    icnet_r50,
     mmseg,
     par_baseline,
     pidnet,
