@@ -133,6 +133,8 @@ def load_released(path: str) -> dict[str, Tensor]:
 
 @VICTIMS.register("icnet_r50")
 class ICNetR50Builder(VictimBuilder):
+    trainable = False  # the published checkpoint (victim.checkpoint), not trained by advlab
+
     def build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
         c = info.image_shape[0]
         check(c == 3, "victim", f"{self.params.name} needs 3-channel RGB images (dataset has {c} channels)")

@@ -324,6 +324,7 @@ def released_to_net(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
 
 class PIDNetBuilder(VictimBuilder):
     Config = PIDNetConfig
+    trainable = False  # the published checkpoint (victim.checkpoint), not trained by advlab
 
     def build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
         c = info.image_shape[0]

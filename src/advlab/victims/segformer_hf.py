@@ -129,6 +129,7 @@ def _import_segformer():
 
 class SegformerHFBuilder(VictimBuilder):
     Config = SegformerHFConfig
+    trainable = False  # the published checkpoint (victim.checkpoint), not trained by advlab
 
     def folder(self) -> Path | None:
         if not self.params.checkpoint:
