@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import config_dir, make_cfg
+from conftest import make_cfg
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from advlab.attacks.base import ATTACKS
+from advlab.config_files import config_dir
 from advlab.data.base import DATASETS
 from advlab.victims.base import VICTIMS
 

@@ -237,7 +237,9 @@ def _training_loss(**kw) -> float:
     gen = torch.Generator().manual_seed(0)
     attack.init_perturbation(info, torch.device("cpu"), gen)
     x, y = torch.rand(1, 3, 2, 3), torch.tensor([GAMMA_LABELS])
-    return -float(attack.training_loss(_FixedLogits(), x, y, gen))  # the loop minimises the negated loss
+    return -float(
+        attack.training_loss(_FixedLogits(), x, y, gen).detach()
+    )  # the loop minimises the negated loss
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.3, 0.8, 1.0, None])

@@ -19,9 +19,7 @@ a ``{'state_dict': ...}`` wrapper (the training script's ``checkpoint.pth.tar``)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +28,8 @@ from torch import Tensor, nn
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig, load_state_dict_file
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file
+from advlab.victims.configs import PIDNET_CONFIGS, PIDNET_VARIANTS, PIDNetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +37,7 @@ RELEASES = "https://github.com/XuJiacong/PIDNet#models (Cityscapes: PIDNet_{S,M,
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: variant -> (m, n, planes, ppm_planes, head_planes), as the official ``get_pred_model``
-VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
-    "s": (2, 3, 32, 96, 128),
-    "m": (2, 3, 64, 96, 128),
-    "l": (3, 4, 64, 112, 256),
-}
+VARIANTS = PIDNET_VARIANTS
 #: keys of the released file that are not part of the network, and why
 IGNORED_PREFIXES = {
     "sem_loss.": "the training loss's class weights",
@@ -297,14 +292,6 @@ class PIDNetVictim(Victim):
         return _up(out, x.shape[-2:]) if out.shape[-2:] != x.shape[-2:] else out
 
 
-@dataclasses.dataclass
-class PIDNetConfig(VictimConfig):
-    variant: str = "s"  # s | m | l
-
-    def validate(self, key: str) -> None:
-        check(self.variant in VARIANTS, f"{key}.variant", f"must be one of {sorted(VARIANTS)}")
-
-
 def released_to_net(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """The network's ``state_dict`` from a released PIDNet file: ``model.*`` keys without the prefix; the loss
     buffers (:data:`IGNORED_PREFIXES`) dropped; any other key is an error."""
@@ -339,19 +326,9 @@ class PIDNetBuilder(VictimBuilder):
         return released_to_net(load_state_dict_file(path), path)
 
 
-def _register(variant: str) -> Any:
-    name = f"pidnet_{variant}_official"
-    cfg_cls = dataclasses.make_dataclass(
-        f"PIDNet{variant.upper()}OfficialConfig",
-        [("variant", str, dataclasses.field(default=variant))],
-        bases=(PIDNetConfig,),
+for _variant, _config in PIDNET_CONFIGS.items():
+    VICTIMS.register(f"pidnet_{_variant}_official")(
+        type(f"PIDNet{_variant.upper()}OfficialVictim", (PIDNetBuilder,), {"Config": _config})
     )
-    return VICTIMS.register(name)(
-        type(f"PIDNet{variant.upper()}OfficialVictim", (PIDNetBuilder,), {"Config": cfg_cls})
-    )
-
-
-for _variant in VARIANTS:
-    _register(_variant)
 
 __all__ = ["PIDNet", "PIDNetBuilder", "PIDNetVictim", "VARIANTS", "released_to_net"]

@@ -17,11 +17,9 @@ composing and tests).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +28,8 @@ from torch import Tensor, nn
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig, load_state_dict_file
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file
+from advlab.victims.configs import SegformerHFConfig
 from advlab.victims.inference import slide_inference
 
 HUB = "https://huggingface.co/nvidia/segformer-b5-finetuned-cityscapes-1024-1024"
@@ -43,31 +42,7 @@ B5 = {
     "num_attention_heads": [1, 2, 5, 8],
     "decoder_hidden_size": 768,
 }
-MODES = ("processor", "whole", "slide")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-@dataclasses.dataclass
-class SegformerHFConfig(VictimConfig):
-    checkpoint: str | None = (
-        None  # the downloaded model directory (config.json + weights + preprocessor_config)
-    )
-    mode: str = "processor"  # processor (HF resize) | whole (full resolution, the EOT code) | slide (mmseg's)
-    crop: list[int] = dataclasses.field(default_factory=lambda: [1024, 1024])  # mode=slide: window (h, w)
-    stride: list[int] = dataclasses.field(default_factory=lambda: [768, 768])  # mode=slide: step (h, w)
-    window_batch: int | None = None  # mode=slide: windows per forward pass (null = all at once)
-    hf_config: dict[str, Any] = dataclasses.field(
-        default_factory=dict
-    )  # no checkpoint: SegformerConfig fields
-
-    def validate(self, key: str) -> None:
-        check(self.mode in MODES, f"{key}.mode", f"must be one of {MODES} (got '{self.mode}')")
-        for name in ("crop", "stride"):
-            v = getattr(self, name)
-            check(len(v) == 2 and min(v) >= 1, f"{key}.{name}", f"must be [height, width] (got {v})")
-        check(
-            self.window_batch is None or self.window_batch >= 1, f"{key}.window_batch", "must be >= 1 or null"
-        )
 
 
 def processor_settings(folder: Path | None) -> tuple[tuple[int, int] | None, tuple, tuple]:
