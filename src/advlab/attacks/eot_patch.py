@@ -145,8 +145,6 @@ def paste_patch(x: Tensor, patch: Tensor, top: Tensor, left: Tensor) -> tuple[Te
 
 @ATTACKS.register("eot_patch")
 class EOTPatch(UniversalAttack):
-    paper = "Cross-Model Transferability of Adversarial Patches in Real-time Segmentation for Autonomous Driving, arXiv 2025"
-    url = "https://arxiv.org/abs/2502.16012"
     Config = EOTPatchConfig
     paper = (
         "Shekhar et al., Cross-Model Transferability of Adversarial Patches in Real-time Segmentation for "
