@@ -16,6 +16,13 @@ the smallest successful scale and the attack stops; otherwise the point moves by
 that succeeds in the ``v``-th loop, ``max_iters`` for one that never does, 0 for one whose clean output is
 already the target.
 
+Two numerical refinements (on by default; ``boundary_margin=0, box_iters=0`` is the plain algorithm) make
+the step the optimum of the paper's problem on a linear model, box included: the linearised constraints ask
+a margin of ``boundary_margin`` of the problem's own scale (at confidence 0 the optimum sits on the decision
+boundary, where a float32 victim decides either way), and where ``x + delta*`` leaves ``[0, 1]`` the step
+solves the box-constrained problem instead of being clipped (:func:`box_constrained_step`). Success is
+still decided on the final clipped image.
+
 The Jacobian of all ``n`` outputs is one forward pass and ``n`` vectorised backward passes (``torch.func``
 ``vjp`` + ``vmap``), for the whole batch at once (examples are independent in eval mode). Examples that have
 succeeded leave the batch.
