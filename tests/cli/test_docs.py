@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import textwrap
 
+import pytest
 from conftest import REPO
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -38,3 +40,60 @@ def test_relative_links_and_anchors_resolve():
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text()):
                 broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def test_every_config_option_the_docs_name_exists():
+    """``attack=pgd_l2``, ``experiment=jma_voc_5bit``, ``attack@defense.attack=pgd_l2_train`` ... in README.md
+    and docs/ name a file of conf/<group>/ (shell variables such as ``..._$m`` are skipped)."""
+    option = re.compile(
+        r"(?<![\w.])(dataset|victim|attack|defense|pipeline|logger|experiment)(?:@[\w.]+)?=([\w,]+)(?![\w$])"
+    )
+    missing = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for group, values in option.findall(page.read_text()):
+            for value in values.split(","):
+                if value and not (REPO / "conf" / group / f"{value}.yaml").is_file():
+                    missing.append(f"{page.relative_to(REPO)}: {group}={value}")
+    assert not missing, "\n".join(missing)
+
+
+def python_blocks(page: str) -> list[str]:
+    """The ```python blocks of a docs page, de-indented (blocks inside list items are indented)."""
+    blocks = re.findall(r"^( *)```python\n(.*?)^\1```", (REPO / page).read_text(), flags=re.M | re.S)
+    return [textwrap.dedent(code) for _, code in blocks]
+
+
+def test_extending_examples_run(monkeypatch):
+    """docs/extending.md's registry snippet runs as written, and its example attack registers, builds with
+    ``ATTACKS.create``, keeps the Linf and L2 bounds and the [0, 1] box, and names its key in errors."""
+    import torch
+
+    from advlab.attacks import ATTACKS
+    from advlab.errors import ConfigError
+
+    registry_snippet, attack_file = python_blocks("docs/extending.md")
+    exec(compile(registry_snippet, "extending.md: registry", "exec"), {})
+    monkeypatch.setattr(ATTACKS, "_items", dict(ATTACKS._items))  # the example registers only for this test
+    scope: dict = {}
+    exec(compile(attack_file, "extending.md: attack", "exec"), scope)
+    task = scope_task()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    x, y = torch.rand(6, 3, 8, 8), torch.randint(0, 10, (6,))
+    linf = ATTACKS.create("my_attack", task, eps=0.1)
+    assert type(linf) is scope["MyAttack"] and linf.paper and linf.url.startswith("https://")
+    x_adv = linf(model, x, y)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():  # the objective went up
+        assert (task.attack_loss(model(x_adv), y) >= task.attack_loss(model(x), y) - 1e-6).all()
+    l2 = ATTACKS.create("my_attack", task, eps=0.5, norm="l2")
+    assert ((l2(model, x, y) - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
+    with pytest.raises(ConfigError, match=r"attack\.steps"):
+        ATTACKS.create("my_attack", task, steps=0)
+
+
+def scope_task():
+    from advlab.data.info import DataInfo
+    from advlab.tasks import TASKS
+
+    names = [str(i) for i in range(10)]
+    return TASKS.create("classification", DataInfo(10, (3, 8, 8), names, (0.5,) * 3, (0.5,) * 3))
