@@ -15,11 +15,14 @@ import argparse
 import dataclasses
 import functools
 import importlib
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from advlab.app import config_dir
@@ -84,17 +87,16 @@ def options(key: str) -> dict[str, str]:
 
 @functools.cache
 def experiments() -> dict[str, dict[str, str]]:
-    """Experiment -> the option it composes for each group of :data:`EXPERIMENT_CHOICES` and ``task.name``,
-    by composing ``advlab experiment=<name>`` with Hydra."""
+    """Experiment -> the option it selects for each group of :data:`EXPERIMENT_CHOICES`: the choices of
+    Hydra's defaults list for ``advlab experiment=<name>`` (what composition uses, without merging values)."""
     composed = {}
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*Defaults list is missing `_self_`", UserWarning)
+        loader = GlobalHydra.instance().config_loader()
         for path in option_files(EXPERIMENT):
-            cfg = compose("config", overrides=[f"{EXPERIMENT}={path.stem}"], return_hydra_config=True)
-            choices = cfg.hydra.runtime.choices
-            composed[path.stem] = {g: str(choices[g]) for g in EXPERIMENT_CHOICES} | {
-                "task": str(cfg.task.name)
-            }
+            defaults = loader.compute_defaults_list("config", [f"{EXPERIMENT}={path.stem}"], RunMode.RUN)
+            choices = defaults.overrides.known_choices
+            composed[path.stem] = {g: str(choices[g]) for g in EXPERIMENT_CHOICES}
     return composed
 
 
@@ -180,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(format_group(group))
         else:
             parser.error(f"unknown group '{word}'; choose from: {', '.join(labels)}")
-    print("\n\n".join(sections))
+    try:
+        print("\n\n".join(sections))
+    except BrokenPipeError:  # `advlab-list | head`: the reader closed the pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

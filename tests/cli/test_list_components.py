@@ -23,19 +23,29 @@ def load_script():
     return module
 
 
+# presets with a defaults list, checked against what `advlab <group>=<option>` composes: one extends another
+# preset of its group, one replaces its base's name, one composes a sub-attack from another group
+EXTENDING = {"attack": ("pgd_linf_train", "autoattack_linf"), "defense": ("adv_training",)}
+
+
 @pytest.mark.parametrize("group", WITH_FOLDER, ids=lambda g: g.key)
-def test_every_option_selects_the_component_the_cli_composes(group):
+def test_every_option_selects_its_registered_component(group):
     files = sorted(p for p in (CONF / group.key).iterdir() if p.suffix == ".yaml")
     selected = options(group.key)
     assert list(selected) == [p.stem for p in files]
     for path in files:
         node = yaml.safe_load(path.read_text())
-        if "defaults" in node:  # composed: what `advlab <group>=<option>` builds
-            expected = make_cfg(f"{group.key}={path.stem}")[group.key]["name"]
-        else:
-            expected = node["name"]
-        assert selected[path.stem] == expected, path
-        assert expected in group.get().names(), f"{path} selects an unregistered {group.key} '{expected}'"
+        if "defaults" not in node:  # the file is its own composition
+            assert selected[path.stem] == node["name"], path
+        assert selected[path.stem] in group.get().names(), f"{path} selects an unregistered {group.key}"
+    for option in EXTENDING.get(group.key, ()):
+        assert selected[option] == make_cfg(f"{group.key}={option}")[group.key]["name"], option
+
+
+def test_composed_presets_select_their_base_name():
+    assert options("attack")["pgd_linf_train"] == "pgd"  # defaults: [pgd_linf], no name of its own
+    assert options("attack")["autoattack_linf"] == "autoattack"  # defaults: [apgd_t], own name wins
+    assert options("attack")["jma_200"] == "jma"
 
 
 def test_experiments_record_the_options_the_cli_composes():
@@ -45,7 +55,6 @@ def test_experiments_record_the_options_the_cli_composes():
         cfg = make_cfg(f"experiment={name}")
         for group in list_components.EXPERIMENT_CHOICES:
             assert options(group)[composed[name][group]] == cfg[group]["name"], (name, group)
-        assert composed[name]["task"] == cfg.task.name
     assert composed["asl_par_peta"]["dataset"] == "peta"  # the option, not the class it selects (par_pickle)
     assert composed["pat_digits"]["pipeline"] == "robustness_suite"
 
