@@ -23,33 +23,35 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
-from omegaconf import OmegaConf
 
-from advlab.app import config_dir
+from advlab.config_files import GROUP_REGISTRIES, config_dir, register_defaults
 from advlab.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    """One registry and the config group whose options select its components."""
+    """One registry (``advlab.config_files.GROUP_REGISTRIES``) and the config group whose options select its
+    components."""
 
     label: str  # plural, as on the command line: "attacks"
     key: str  # config key and folder under conf/: "attack"
-    module: str  # the package whose import registers every component
-    registry: str  # the registry's name in that package
 
     def get(self) -> Registry:
-        return getattr(importlib.import_module(self.module), self.registry)
+        module, attr = GROUP_REGISTRIES[self.key]
+        return getattr(importlib.import_module(module), attr)
 
 
-GROUPS = (
-    Group("datasets", "dataset", "advlab.data", "DATASETS"),
-    Group("tasks", "task", "advlab.tasks", "TASKS"),
-    Group("victims", "victim", "advlab.victims", "VICTIMS"),
-    Group("attacks", "attack", "advlab.attacks", "ATTACKS"),
-    Group("defenses", "defense", "advlab.defenses", "DEFENSES"),
-    Group("pipelines", "pipeline", "advlab.pipelines", "PIPELINES"),
-    Group("loggers", "logger", "advlab.loggers", "TRACKERS"),
+GROUPS = tuple(
+    Group(label, key)
+    for label, key in (
+        ("datasets", "dataset"),
+        ("tasks", "task"),
+        ("victims", "victim"),
+        ("attacks", "attack"),
+        ("defenses", "defense"),
+        ("pipelines", "pipeline"),
+        ("loggers", "logger"),
+    )
 )
 EXPERIMENT = "experiment"
 # What an experiment's composition is summarised by (the groups it chooses an option of), in this order.
@@ -65,24 +67,29 @@ def option_files(key: str) -> list[Path]:
     return sorted((conf_dir() / key).glob("*.yaml"))
 
 
-@functools.cache
-def options(key: str) -> dict[str, str]:
-    """Option -> the registered name it selects (its composed ``name``), for every file of group ``key``.
+OPTIONS_PACKAGE = "_options"  # where every option is composed side by side, apart from the run's own keys
 
-    A file without a defaults list is its own composition, so its ``name`` is read directly; a file with one
-    (``pgd_linf_train`` extends ``pgd_linf``) is composed by Hydra, which is what ``advlab <key>=<option>``
-    does."""
-    selected = {}
+
+@functools.cache
+def all_options() -> dict[str, dict[str, str]]:
+    """Group -> option -> the registered name it selects, for every ``conf/<group>/<option>.yaml``: the ``name``
+    Hydra composes from the file (its defaults list included: ``pgd_linf_train`` extends ``pgd_linf``). One
+    composition adds every option under its own package ``_options.<group>.<option>``, so each file is read
+    once."""
+    keys = [g.key for g in GROUPS if option_files(g.key)]
+    overrides = [f"+{k}@{OPTIONS_PACKAGE}.{k}.{p.stem}={p.stem}" for k in keys for p in option_files(k)]
+    register_defaults()  # the dataclass defaults every option lists first
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"), warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", ".*Defaults list is missing `_self_`", UserWarning
         )  # not ours to report
-        for path in option_files(key):
-            node = OmegaConf.load(path)
-            if "defaults" in node:
-                node = compose(f"{key}/{path.stem}")[key]
-            selected[path.stem] = str(node.get("name", "???"))
-    return selected
+        composed = compose(overrides=overrides)[OPTIONS_PACKAGE]
+    return {k: {option: str(node.get("name", "???")) for option, node in composed[k].items()} for k in keys}
+
+
+def options(key: str) -> dict[str, str]:
+    """Option -> the registered name it selects, for group ``key`` (empty for a group without a folder)."""
+    return all_options().get(key, {})
 
 
 @functools.cache
@@ -90,6 +97,7 @@ def experiments() -> dict[str, dict[str, str]]:
     """Experiment -> the option it selects for each group of :data:`EXPERIMENT_CHOICES`: the choices of
     Hydra's defaults list for ``advlab experiment=<name>`` (what composition uses, without merging values)."""
     composed = {}
+    register_defaults()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*Defaults list is missing `_self_`", UserWarning)
         loader = GlobalHydra.instance().config_loader()

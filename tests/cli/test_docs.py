@@ -64,18 +64,24 @@ def python_blocks(page: str) -> list[str]:
 
 
 def test_extending_examples_run(monkeypatch):
-    """docs/extending.md's registry snippet runs as written, and its example attack registers, builds with
-    ``ATTACKS.create``, keeps the Linf and L2 bounds and the [0, 1] box, and names its key in errors."""
+    """docs/extending.md's registry snippet runs as written, and its example attack (the declaration for
+    configs.py, then the implementation file) declares, registers, builds with ``ATTACKS.create``, keeps the
+    Linf and L2 bounds and the [0, 1] box, raises the objective and names its key in errors."""
     import torch
 
-    from advlab.attacks import ATTACKS
+    from advlab.attacks import ATTACKS, configs
     from advlab.errors import ConfigError
 
-    registry_snippet, attack_file = python_blocks("docs/extending.md")
+    registry_snippet, declaration, implementation = python_blocks("docs/extending.md")
     exec(compile(registry_snippet, "extending.md: registry", "exec"), {})
-    monkeypatch.setattr(ATTACKS, "_items", dict(ATTACKS._items))  # the example registers only for this test
+    for store in ("_items", "_configs", "_modules"):  # the example exists only for this test
+        monkeypatch.setattr(ATTACKS, store, dict(getattr(ATTACKS, store)))
+    in_configs = dict(vars(configs))  # the declaration is written inside advlab/attacks/configs.py
+    exec(compile(declaration, "extending.md: configs.py", "exec"), in_configs)
+    monkeypatch.setattr(configs, "MyAttackConfig", in_configs["MyAttackConfig"], raising=False)
     scope: dict = {}
-    exec(compile(attack_file, "extending.md: attack", "exec"), scope)
+    exec(compile(implementation, "extending.md: my_attack.py", "exec"), scope)
+    assert ATTACKS.module("my_attack") == "advlab.attacks.my_attack" and "my_attack" in ATTACKS.names()
     task = scope_task()
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
     x, y = torch.rand(6, 3, 8, 8), torch.randint(0, 10, (6,))
@@ -83,7 +89,7 @@ def test_extending_examples_run(monkeypatch):
     assert type(linf) is scope["MyAttack"] and linf.paper and linf.url.startswith("https://")
     x_adv = linf(model, x, y)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
-    with torch.no_grad():  # the objective went up
+    with torch.no_grad():  # Linf steps along the gradient sign never lower a convex (linear-model CE) loss
         assert (task.attack_loss(model(x_adv), y) >= task.attack_loss(model(x), y) - 1e-6).all()
     l2 = ATTACKS.create("my_attack", task, eps=0.5, norm="l2")
     assert ((l2(model, x, y) - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
