@@ -71,3 +71,11 @@ def test_attack_option_builds_and_keeps_its_bound(option):
         assert (x_adv - x).abs().amax() <= eps + 1e-6
     elif attack.norm == "l2" and eps is not None:
         assert (x_adv - x).flatten(1).norm(dim=1).max() <= eps + 1e-5
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS.names() if n != "none"])
+def test_every_attack_names_its_paper_and_link(name):
+    cls = ATTACKS.get(name)
+    assert cls.paper and cls.paper.count(",") >= 1, f"{name}: paper must read 'Authors, Title, Venue Year'"
+    assert cls.url and cls.url.startswith("https://"), f"{name}: url"
+    assert ATTACKS.describe(name)  # the one line advlab-list shows

@@ -51,6 +51,8 @@ def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 
 
 @ATTACKS.register("asl_par")
 class ASLPAR(UniversalAttack):
+    paper = "Adversarial Semantic and Label Perturbation Attack for Pedestrian Attribute Recognition, arXiv 2025"
+    url = "https://arxiv.org/abs/2505.23313"
     Config = ASLPARConfig
     norm = "linf"
 

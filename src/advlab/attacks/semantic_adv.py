@@ -72,6 +72,8 @@ class SemanticAdvResult:
 
 @ATTACKS.register("semantic_adv")
 class SemanticAdv(Attack):
+    paper = "Qiu, Xiao, Yang, Yan, Lee & Li, SemanticAdv: Generating Adversarial Examples via Attribute-conditioned Image Editing, ECCV 2020"
+    url = "https://arxiv.org/abs/1906.07927"
     Config = SemanticAdvConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

@@ -71,6 +71,8 @@ class FilteredVictim(nn.Module):
 
 @DEFENSES.register("asl_par")
 class ASLPARDefense(Defense):
+    paper = "Adversarial Semantic and Label Perturbation Attack for Pedestrian Attribute Recognition, arXiv 2025"
+    url = "https://arxiv.org/abs/2505.23313"
     Config = ASLPARDefenseConfig
 
     def __init__(self, params: Any, task: Any):

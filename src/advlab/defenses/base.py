@@ -15,6 +15,9 @@ from advlab.tasks.base import Task
 class Defense:
     Config = ComponentConfig
     registered_name = "defense"
+    #: the paper that defines the defense ("Authors, Title, Venue Year") and its link
+    paper: str | None = None
+    url: str | None = None
     #: the victim must be (re)trained with this defense in the fit loop
     trains_victim = False
 

@@ -73,9 +73,15 @@ class MMSegConfig(VictimConfig):
     norm: str = "BN"  # replaces SyncBN (single-device runs)
     trusted_checkpoint: bool = False  # opt-in: load a full pickle (only for files you trust)
     init_weights: bool = True  # mmseg's own initialisation (without pretrained downloads) before training
+    window_batch: int | None = None  # test_cfg mode=slide: windows per forward pass (null = all at once)
 
     def validate(self, key: str) -> None:
         check(self.norm in ("BN", "SyncBN", "GN", "LN"), f"{key}.norm", f"unknown norm '{self.norm}'")
+        check(
+            self.window_batch is None or self.window_batch >= 1,
+            f"{key}.window_batch",
+            f"must be >= 1 or null (got {self.window_batch})",
+        )
 
 
 @dataclasses.dataclass
@@ -158,6 +164,62 @@ class ViTConfig(VictimConfig):
     pretrained: str | None = None
 
 
+#: PIDNet variant -> (m, n, planes, ppm_planes, head_planes), as the official ``get_pred_model``
+PIDNET_VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
+    "s": (2, 3, 32, 96, 128),
+    "m": (2, 3, 64, 96, 128),
+    "l": (3, 4, 64, 112, 256),
+}
+
+
+@dataclasses.dataclass
+class PIDNetConfig(VictimConfig):
+    variant: str = "s"  # s | m | l
+
+    def validate(self, key: str) -> None:
+        check(self.variant in PIDNET_VARIANTS, f"{key}.variant", f"must be one of {sorted(PIDNET_VARIANTS)}")
+
+
+def pidnet_config(variant: str) -> type:
+    """The config dataclass of ``pidnet_<variant>_official``: :class:`PIDNetConfig` with its variant."""
+    return dataclasses.make_dataclass(
+        f"PIDNet{variant.upper()}OfficialConfig",
+        [("variant", str, dataclasses.field(default=variant))],
+        bases=(PIDNetConfig,),
+    )
+
+
+PIDNET_CONFIGS = {v: pidnet_config(v) for v in PIDNET_VARIANTS}
+SEGFORMER_HF_MODES = ("processor", "whole", "slide")
+
+
+@dataclasses.dataclass
+class SegformerHFConfig(VictimConfig):
+    checkpoint: str | None = (
+        None  # the downloaded model directory (config.json + weights + preprocessor_config)
+    )
+    mode: str = "processor"  # processor (HF resize) | whole (full resolution, the EOT code) | slide (mmseg's)
+    crop: list[int] = dataclasses.field(default_factory=lambda: [1024, 1024])  # mode=slide: window (h, w)
+    stride: list[int] = dataclasses.field(default_factory=lambda: [768, 768])  # mode=slide: step (h, w)
+    window_batch: int | None = None  # mode=slide: windows per forward pass (null = all at once)
+    hf_config: dict[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # no checkpoint: SegformerConfig fields
+
+    def validate(self, key: str) -> None:
+        check(
+            self.mode in SEGFORMER_HF_MODES,
+            f"{key}.mode",
+            f"must be one of {SEGFORMER_HF_MODES} (got '{self.mode}')",
+        )
+        for name in ("crop", "stride"):
+            v = getattr(self, name)
+            check(len(v) == 2 and min(v) >= 1, f"{key}.{name}", f"must be [height, width] (got {v})")
+        check(
+            self.window_batch is None or self.window_batch >= 1, f"{key}.window_batch", "must be >= 1 or null"
+        )
+
+
 def mmseg_config(name: str, config: str) -> type:
     """The config dataclass of mmseg model ``name``: :class:`MMSegConfig` with ``config`` as its default."""
     return dataclasses.make_dataclass(
@@ -180,3 +242,10 @@ VICTIMS.declare("smallcnn", "advlab.victims.smallcnn", SmallCNNConfig)
 VICTIMS.declare("vit_b16", "advlab.victims.vit", ViTConfig)
 for _name, _config in MMSEG_MODELS.items():  # one config class per mmseg model: its config file as default
     VICTIMS.declare(_name, "advlab.victims.mmseg", mmseg_config(_name, _config))
+# the EOT patch paper's own victims: the checkpoints its code loads, each in its published layout
+for _variant, _cfg in PIDNET_CONFIGS.items():
+    VICTIMS.declare(f"pidnet_{_variant}_official", "advlab.victims.pidnet", _cfg)
+VICTIMS.declare("segformer_b5_hf", "advlab.victims.segformer_hf", SegformerHFConfig)
+VICTIMS.declare("bisenetv1_coincheung", "advlab.victims.bisenet_v1", VictimConfig)
+VICTIMS.declare("bisenetv2_coincheung", "advlab.victims.bisenet_v2", VictimConfig)
+VICTIMS.declare("icnet_r50", "advlab.victims.icnet_r50", VictimConfig)
