@@ -22,6 +22,7 @@ TASK_OF = {"ml_cw": "multilabel", "mla_lp": "multilabel", "sema_ml": "multilabel
 #: options whose victim is a whole model family of its own; each is checked end to end in its pipeline's tests
 NEEDS_OWN_VICTIM = {
     "asl_par": "PromptPAR's text features (tests/pipelines/test_asl_par_pipeline.py)",
+    "asl_par_script": "PromptPAR's text features (tests/pipelines/test_asl_par_pipeline.py)",
     "eot_patch": "a segmentation victim and EOT training (tests/pipelines/test_seg_pipeline.py)",
     "semantic_adv": "a StarGAN generator and a face verifier (tests/pipelines/test_semanticadv.py)",
     "semantic_adv_synth": "a StarGAN generator and a face verifier (tests/pipelines/test_semanticadv.py)",

@@ -162,6 +162,7 @@ class _APGDBase(Attack):
 @ATTACKS.register("apgd")
 class APGD(_APGDBase):
     """APGD-CE (or untargeted DLR with ``loss=dlr``); targeted with the task's targets when ``targeted``."""
+
     paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
     url = "https://arxiv.org/abs/2003.01690"
 
@@ -218,6 +219,7 @@ class APGDT(_APGDBase):
 @ATTACKS.register("autoattack")
 class AutoAttack(APGDT):
     """APGD-CE, then APGD-T on the examples it did not fool (the worst case over both)."""
+
     paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
     url = "https://arxiv.org/abs/2003.01690"
 

@@ -388,7 +388,8 @@ class ASLPARConfig(UniversalConfig):
     semantic_weight: float = 0.5  # weight of L_GL
     label_seed: int = 0  # seed of the label perturbation (per-group derangements)
     #: per_image: each image its own shift, fixed by the image and label_seed | fixed: one shift for every image
-    #: (saved) | per_sample: redrawn per image and step
+    #: (saved) | per_sample: redrawn per image and step | random: the random-label baseline (each group's
+    #: positive count kept, positions drawn at random per image, fixed by the image and label_seed)
     label_shift: str = "per_image"
     momentum: float = 0.9
     warmup_epochs: float = 1.0
@@ -413,6 +414,11 @@ class ASLPARConfig(UniversalConfig):
         check(
             not self.targeted, f"{key}.targeted", "ASL-PAR sets its own targets (shifted labels); leave false"
         )
+        check(self.label_shift in LABEL_SHIFTS, f"{key}.label_shift",
+              f"must be one of {', '.join(LABEL_SHIFTS)} (got '{self.label_shift}')")  # fmt: skip
+
+
+LABEL_SHIFTS = ("per_image", "fixed", "per_sample", "random")
 
 
 @dataclasses.dataclass
