@@ -79,7 +79,7 @@ class SemanticAdv(Attack):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         raise AdvlabError(
             "attack=semantic_adv edits images with an attribute-conditional generator and needs the source "
-            "attributes: run it with pipeline=semantic_adv (see README 'Reproducing SemanticAdv')"
+            "attributes: run it with pipeline=semantic_adv (see docs/papers/semanticadv.md)"
         )
 
     def attribute_indices(self, names: list[str]) -> list[int]:
