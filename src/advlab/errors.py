@@ -1,8 +1,24 @@
-"""Exceptions that carry a message meant for the user: what is wrong and how to fix it."""
+"""Exceptions that carry a message meant for the user: what is wrong and how to fix it.
+
+An advlab error holds one or more messages, one line each (``ConfigError("attack.eps: ...", "attack.steps:
+...")`` or a message with newlines); the CLI prints each as its own ``advlab: error: <message>`` line and exits 2
+(see :mod:`advlab.app`)."""
+
+from __future__ import annotations
 
 
 class AdvlabError(Exception):
-    """Base class for errors advlab reports to the user."""
+    """Base class for errors advlab reports to the user. ``AdvlabError(*messages)``: one line per message."""
+
+    def __init__(self, *messages: object):
+        lines = [line for message in messages for line in str(message).splitlines() if line.strip()]
+        self.messages: list[str] = lines or [type(self).__name__]
+        # one argument (the joined text): the OSError bases below would read two as (errno, strerror), and
+        # pickling (submitit jobs) rebuilds the error from ``args``
+        super().__init__("\n".join(self.messages))
+
+    def __str__(self) -> str:
+        return "\n".join(self.messages)
 
 
 class ConfigError(AdvlabError, ValueError):
@@ -15,3 +31,17 @@ class DatasetNotFoundError(AdvlabError, FileNotFoundError):
 
 class CheckpointError(AdvlabError, RuntimeError):
     """A checkpoint file is missing, unreadable or does not fit the model."""
+
+
+class RunFolderError(AdvlabError, OSError):
+    """The run folder (``hydra.run.dir``) or the cache (``cache_dir``) cannot be used: it is read-only, not a
+    folder, lies under a regular file, the disk is full, or it holds a finished run."""
+
+
+class StateFileError(AdvlabError, RuntimeError):
+    """A file advlab wrote itself (a resume state, a cached victim) cannot be read back; the message names the
+    file and what happens to it (discarded, or how to start over)."""
+
+
+class LauncherError(AdvlabError, RuntimeError):
+    """The configured Hydra launcher cannot start (e.g. the SLURM launcher where ``sbatch``/``srun`` are missing)."""
