@@ -35,6 +35,8 @@ from advlab.loggers.base import TRACKERS
 from advlab.loops.evaluate import EvalConfig
 from advlab.loops.fit import TrainConfig, fit
 from advlab.pipelines.base import PIPELINES
+from advlab.progress import DEFAULT_INTERVAL_S
+from advlab.progress import configure as configure_progress
 from advlab.recorder import RunRecorder
 from advlab.registry import parse_config
 from advlab.report import print_summary
@@ -241,6 +243,7 @@ class RunContext:
 def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Execute one composed config; returns the content of ``results.json``."""
     spec = build_spec(cfg)  # every config error surfaces here, before any work
+    configure_progress(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S))  # off-TTY progress lines
     spec.device = distributed.init_from_env(spec.device)  # torchrun: join the process group
     pipeline = PIPELINES.build(spec.pipeline)
     run_dir = Path(run_dir)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
 from advlab.metrics.distortion import distortion, image_quality
 from advlab.metrics.meter import Meter
+from advlab.progress import track
 from advlab.registry import check
 from advlab.tasks.base import Task
 from advlab.utils import atomic_torch_save
@@ -134,7 +133,7 @@ def evaluate(
     lpips_fn = lpips_metric(params.lpips, model) if (run_attack and params.lpips) else None
     last_save = time.perf_counter()
     desc = f"attack {attack.registered_name}" if run_attack else "evaluate"
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty())
+    bar = track(loader, desc, enabled=progress)
     for i, (x, y) in enumerate(bar):
         if i < state["next_batch"]:
             continue

@@ -41,6 +41,7 @@ from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
 from advlab.metrics.corruption import CORRUPTIONS, mce, relative_mce
 from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
+from advlab.progress import track
 from advlab.registry import check
 from advlab.utils import atomic_torch_save, atomic_write_text
 
@@ -183,7 +184,7 @@ class RobustnessSuite(Pipeline):
         c = self.params.corruption
         device = ctx.spec.device
         out: dict[str, Any] = {"clean": self._error(model, task, *clean, device, c.batch_size), "errors": {}}
-        for name in c.names:
+        for name in track(c.names, "common corruptions", enabled=ctx.spec.progress, unit="corruption"):
             errs = []
             for s in c.severities:
                 x, y = source.get(name, s)

@@ -167,7 +167,17 @@ def prepare_generator(
             torch.manual_seed(spec.seed)
             net = build_generator(params, len(attrs))
             resume = path.with_suffix(".resume.pt")
-            fit_stargan(net, disc, data, params.gan_train, spec.device, spec.seed, resume, ctx.recorder.log)
+            fit_stargan(
+                net,
+                disc,
+                data,
+                params.gan_train,
+                spec.device,
+                spec.seed,
+                resume,
+                ctx.recorder.log,
+                spec.progress,
+            )
             atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, path)
             atomic_write_text(path.with_suffix(".json"), stable_json(key_parts))
             resume.unlink(missing_ok=True)
