@@ -9,6 +9,7 @@ and then calls ``Config.validate()`` for value checks.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -37,6 +38,26 @@ def check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def non_finite_fields(obj: Any, key: str) -> list[tuple[str, float]]:
+    """(``key.field``, value) of every float in ``obj`` (a config dataclass, recursively through nested dataclasses,
+    lists and dicts) that is nan or +-inf: no parameter of any component means anything there."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [(key, obj)]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, dict):
+        items = list(obj.items())
+    elif isinstance(obj, list | tuple):
+        items = [(f"[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        return []
+    found = []
+    for name, value in items:
+        sub = f"{key}{name}" if str(name).startswith("[") else f"{key}.{name}"
+        found += non_finite_fields(value, sub)
+    return found
+
+
 def parse_config(config_cls: type, node: Any, key: str) -> Any:
     """Merge a config node into ``config_cls`` and return the validated dataclass instance."""
     if node is None:
@@ -49,6 +70,9 @@ def parse_config(config_cls: type, node: Any, key: str) -> Any:
         full_key = getattr(exc, "full_key", None)
         where = f"{key}.{full_key}" if full_key else key
         raise ConfigError(f"{where}: {exc.msg if hasattr(exc, 'msg') else exc}".split("\n")[0]) from None
+    bad = non_finite_fields(obj, key)
+    if bad:
+        raise ConfigError(*(f"{k}: must be a finite number (got {v})" for k, v in bad))
     obj.validate(key)
     return obj
 

@@ -7,10 +7,12 @@ perturbation if the attack is one, evaluate clean and under the attack).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ import advlab.victims  # noqa: F401
 from advlab import distributed
 from advlab.attacks.base import ATTACKS
 from advlab.data.base import DATASETS, DataModule
+from advlab.data.info import label_mismatch
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.errors import AdvlabError, CheckpointError, ConfigError
 from advlab.loggers.base import TRACKERS
@@ -46,6 +49,7 @@ from advlab.utils import (
     atomic_write_text,
     file_lock,
     file_sha256,
+    reading_state,
     resolve_device,
     seed_everything,
     stable_hash,
@@ -93,6 +97,12 @@ def build_spec(cfg: DictConfig) -> RunSpec:
             "name": default.default_task,
         }
     task = TASKS.parse(task_node)
+    data_cls, task_cls = DATASETS.get(dataset.name), TASKS.get(task.name)
+    mismatch = label_mismatch(
+        task.name, task_cls.label_kind, dataset.name, data_cls.label_kind, data_cls.default_task
+    )
+    if mismatch:  # before any data is read or a victim trained
+        raise ConfigError(mismatch)
     victim = VICTIMS.parse(_require(cfg, "victim"))
     if victim.checkpoint:
         path = Path(os.path.expanduser(victim.checkpoint))
@@ -162,7 +172,12 @@ def prepare_victim(
     main = distributed.is_main()  # under torchrun all ranks train together; rank 0 alone locks and writes
     with file_lock(path.with_suffix(".lock")) if main else contextlib.nullcontext():
         if distributed.broadcast(path.is_file()):
-            load_victim_weights(victim, torch.load(path, map_location="cpu", weights_only=True), str(path))
+            with reading_state(
+                path, "cached victim", f"Delete it (rm '{path}') and the victim is trained again"
+            ):
+                load_victim_weights(
+                    victim, torch.load(path, map_location="cpu", weights_only=True), str(path)
+                )
             logger.info(f"loaded cached victim {path} (training skipped)")
             return victim.to(spec.device).eval(), {"source": "cache", "path": str(path), "key": key}
         logger.info(
@@ -249,6 +264,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not distributed.is_main():  # other ranks train with rank 0 and record nothing in the run folder
         run_dir = Path(tempfile.mkdtemp(prefix=f"advlab-rank{distributed.rank_world()[0]}-"))
+        atexit.register(shutil.rmtree, run_dir, ignore_errors=True)  # leave nothing behind
         cfg = OmegaConf.merge(cfg, {"progress": False})
         spec = dataclasses.replace(spec, logger=TRACKERS.parse({"name": "none"}), progress=False)
     if (run_dir / "results.json").exists():
@@ -280,7 +296,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         title = f"{spec.victim.name} on {spec.dataset.name} | attack {spec.attack.name} | defense {spec.defense.name}"
         if spec.pipeline.name != "standard":
             title = f"{spec.pipeline.name}: {title}"
-        print_summary(title, metrics, run_dir)
+        if distributed.is_main():  # one summary, not one per rank
+            print_summary(title, metrics, run_dir)
         tracker.finish(0)
     except BaseException:
         tracker.finish(1)

@@ -99,6 +99,7 @@ class JacobianAttack(Attack):
 
 @ATTACKS.register("jma")
 class JMA(JacobianAttack):
+    needs_task = ("target_constraints",)
     Config = JMAConfig
     norm = "l2"
 

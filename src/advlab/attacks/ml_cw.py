@@ -43,6 +43,7 @@ class MLCWConfig(CWL2Config):
 
 @ATTACKS.register("ml_cw")
 class MLCW(Attack):
+    needs_task = ("output_code",)
     Config = MLCWConfig
     norm = "l2"
 

@@ -104,6 +104,7 @@ def min_linf_step(grad: Tensor, slack: Tensor, lower: Tensor, upper: Tensor) -> 
 
 @ATTACKS.register("mla_lp")
 class MLALP(JacobianAttack):
+    needs_task = ("output_code",)
     Config = MLALPConfig
     norm = "linf"
 

@@ -60,6 +60,8 @@ class DataModule:
     splits: tuple[str, ...] = ("train", "test")
     #: the task used when ``task.name=auto`` (the config default)
     default_task: str = "classification"
+    #: the kind of ground truth the dataset provides (see ``advlab.data.info.LABEL_KINDS``)
+    label_kind: str = "class"
 
     def __init__(self, params: Any, seed: int):
         self.params = params

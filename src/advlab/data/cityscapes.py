@@ -109,6 +109,7 @@ class CityscapesSplit(Dataset):
 
 @DATASETS.register("cityscapes")
 class Cityscapes(DataModule):
+    label_kind = "mask"
     Config = CityscapesConfig
     default_task = "segmentation"
 

@@ -69,6 +69,7 @@ def load_coco_index(root: str, split: str, year: int, drop_empty: bool):
 
 @DATASETS.register("coco")
 class COCO(DataModule):
+    label_kind = "multi-hot"
     Config = COCOConfig
     default_task = "multilabel"
 

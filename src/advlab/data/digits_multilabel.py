@@ -72,6 +72,7 @@ def load_mosaics(
 
 @DATASETS.register("digits_multilabel")
 class DigitsMultiLabel(DataModule):
+    label_kind = "multi-hot"
     Config = DigitsMultiLabelConfig
     default_task = "multilabel"
 

@@ -93,6 +93,7 @@ def _load_cached(key: tuple) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 @DATASETS.register("digits_seg")
 class DigitsSeg(DataModule):
+    label_kind = "mask"
     Config = DigitsSegConfig
     default_task = "segmentation"
 

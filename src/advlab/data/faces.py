@@ -55,6 +55,7 @@ def identity_grouped_order(identities: Tensor, group: int, generator: torch.Gene
 
 
 class FaceAttributeData(DataModule):
+    label_kind = "identity"
     splits = ("train", "dev", "test")
     default_task = "verification"
 

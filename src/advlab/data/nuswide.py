@@ -86,6 +86,7 @@ def load_nuswide_index(root: str, split: str, drop_empty: bool, skip_missing: bo
 
 @DATASETS.register("nuswide")
 class NUSWide(DataModule):
+    label_kind = "multi-hot"
     Config = NUSWideConfig
     default_task = "multilabel"
 

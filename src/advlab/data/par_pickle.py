@@ -252,6 +252,7 @@ class _ImageDataset(Dataset):
 
 @DATASETS.register("par_pickle")
 class PARPickle(DataModule):
+    label_kind = "multi-hot"
     Config = PARPickleConfig
     default_task = "par"
     splits = ("train", "test")

@@ -317,6 +317,7 @@ def make_synthpar(
 
 @DATASETS.register("synthpar")
 class SynthPAR(DataModule):
+    label_kind = "multi-hot"
     Config = SynthPARConfig
     default_task = "par"
 

@@ -84,6 +84,7 @@ def load_voc_index(root: str, split_file: str, include_difficult: bool) -> tuple
 
 @DATASETS.register("voc2012")
 class VOC2012(DataModule):
+    label_kind = "multi-hot"
     Config = VOCConfig
     default_task = "multilabel"
     splits = ("train", "val", "test")

@@ -23,7 +23,7 @@ from advlab.metrics.meter import Meter
 from advlab.progress import track
 from advlab.registry import check
 from advlab.tasks.base import Task
-from advlab.utils import atomic_torch_save
+from advlab.utils import atomic_torch_save, reading_state
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +120,17 @@ def evaluate(
         "adv_correct": [],
     }
     if resume_path is not None and resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=False)
-        state = saved["state"]
-        for key in ("clean", "adv", "att"):
-            state[key].to(device)
-        gen.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
+        with reading_state(
+            resume_path,
+            "evaluation resume state",
+            f"Delete it to start the evaluation over: rm '{resume_path}'",
+        ):
+            saved = torch.load(resume_path, map_location="cpu", weights_only=False)
+            state = saved["state"]
+            for key in ("clean", "adv", "att"):
+                state[key].to(device)
+            gen.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])
         logger.info(f"resuming evaluation from {resume_path} at batch {state['next_batch']}")
     state.setdefault("clean_correct", [])  # states saved before these were recorded
     state.setdefault("adv_correct", [])

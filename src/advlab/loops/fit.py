@@ -28,7 +28,7 @@ from advlab.errors import AdvlabError
 from advlab.progress import track
 from advlab.registry import check
 from advlab.tasks.base import Task
-from advlab.utils import atomic_torch_save
+from advlab.utils import atomic_torch_save, reading_state
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +122,17 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = state["epoch"]
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        with reading_state(
+            resume_path, "training resume state", f"Delete it to train from epoch 0: rm '{resume_path}'"
+        ):
+            state = torch.load(resume_path, map_location="cpu", weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch = state["epoch"]
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
         logger.info(f"resuming training from {resume_path} at epoch {start_epoch}/{params.epochs}")
     steps_per_epoch = math.ceil(len(data.dataset("train")) / params.batch_size)
     for epoch in range(start_epoch, params.epochs):

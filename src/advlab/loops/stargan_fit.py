@@ -35,7 +35,7 @@ from advlab.errors import AdvlabError
 from advlab.generators.stargan import StarGANDiscriminator, StarGANGenerator
 from advlab.progress import Progress
 from advlab.registry import check
-from advlab.utils import atomic_torch_save
+from advlab.utils import atomic_torch_save, reading_state
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +114,17 @@ def fit_stargan(
     gen = torch.Generator().manual_seed(seed)
     start = 0
     if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        g.load_state_dict(state["g"])
-        d.load_state_dict(state["d"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start = state["iter"]
+        with reading_state(
+            resume_path, "StarGAN resume state", f"Delete it to train from iteration 0: rm '{resume_path}'"
+        ):
+            state = torch.load(resume_path, map_location="cpu", weights_only=False)
+            g.load_state_dict(state["g"])
+            d.load_state_dict(state["d"])
+            g_opt.load_state_dict(state["g_opt"])
+            d_opt.load_state_dict(state["d_opt"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            start = state["iter"]
         logger.info(f"resuming StarGAN training from {resume_path} at iteration {start}/{params.iters}")
     n_train = len(data.identities("train"))
     if n_train < params.batch_size:

@@ -21,7 +21,7 @@ from advlab.attacks.universal import UniversalAttack
 from advlab.data.base import DataModule
 from advlab.errors import AdvlabError
 from advlab.progress import track
-from advlab.utils import atomic_torch_save, frozen
+from advlab.utils import atomic_torch_save, frozen, reading_state
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +49,20 @@ def fit_universal(
     optimizer, scheduler = attack.make_optimizer(steps_per_epoch * params.epochs)
     start_epoch, history = 0, []
     if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        attack.load_state_dict(state["perturbation"], device)
-        optimizer, scheduler = attack.make_optimizer(steps_per_epoch * params.epochs)
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        with reading_state(
+            resume_path,
+            "universal-perturbation resume state",
+            f"Delete it to start the optimisation over: rm '{resume_path}'",
+        ):
+            state = torch.load(resume_path, map_location="cpu", weights_only=False)
+            attack.load_state_dict(state["perturbation"], device)
+            optimizer, scheduler = attack.make_optimizer(steps_per_epoch * params.epochs)
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            start_epoch, history = state["epoch"], state["history"]
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
         logger.info(
             f"resuming universal perturbation from {resume_path} at epoch {start_epoch}/{params.epochs}"
         )

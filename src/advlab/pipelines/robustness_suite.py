@@ -43,7 +43,7 @@ from advlab.metrics.corruption import CORRUPTIONS, mce, relative_mce
 from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
 from advlab.progress import track
 from advlab.registry import check
-from advlab.utils import atomic_torch_save, atomic_write_text
+from advlab.utils import atomic_torch_save, atomic_write_text, reading_state
 
 if TYPE_CHECKING:
     from advlab.runner import RunContext
@@ -156,7 +156,10 @@ class RobustnessSuite(Pipeline):
         path = ctx.run_dir / "suite_state.pt"
         if path.is_file():
             logger.info(f"resuming the robustness suite from {path}")
-            return torch.load(path, map_location="cpu", weights_only=False)
+            with reading_state(
+                path, "robustness-suite resume state", f"Delete it to start the suite over: rm '{path}'"
+            ):
+                return torch.load(path, map_location="cpu", weights_only=False)
         return {"attacks": {}, "corruptions": {}}
 
     # ---- corruption errors -----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from advlab.loops.stargan_fit import GANTrainConfig, fit_stargan
 from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
 from advlab.registry import check
 from advlab.tasks.verification import Verification, embedding_distance, pair_distances, threshold_at_fpr
-from advlab.utils import atomic_torch_save, atomic_write_text, file_lock, stable_hash
+from advlab.utils import atomic_torch_save, atomic_write_text, file_lock, reading_state, stable_hash
 from advlab.victims.base import VICTIMS, load_state_dict_file
 
 if TYPE_CHECKING:
@@ -156,7 +156,10 @@ def prepare_generator(
     path = spec.cache_dir / "generators" / f"{spec.dataset.name}-stargan-{key}.pt"
     with file_lock(path.with_suffix(".lock")):
         if path.is_file():
-            load_generator_state(net, torch.load(path, map_location="cpu", weights_only=True), str(path))
+            with reading_state(
+                path, "cached generator", f"Delete it (rm '{path}') and the generator is trained again"
+            ):
+                load_generator_state(net, torch.load(path, map_location="cpu", weights_only=True), str(path))
             logger.info(f"loaded cached generator {path} (training skipped)")
             info = {"source": "cache", "path": str(path), "key": key}
         else:

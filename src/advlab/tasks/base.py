@@ -25,6 +25,8 @@ class Task:
     registered_name = "task"
     #: the task's headline metric (without its phase prefix): what a sweep optimises and tables lead with
     objective_metric = "acc"
+    #: the kind of ground truth the task consumes (see ``advlab.data.info.LABEL_KINDS``)
+    label_kind = "class"
 
     def __init__(self, params: Any, info: DataInfo):
         self.params = params

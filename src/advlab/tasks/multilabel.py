@@ -132,6 +132,7 @@ def check_target_vectors(y: Tensor, target: Tensor, num_labels: int) -> None:
 
 @TASKS.register("multilabel")
 class MultiLabel(Task):
+    label_kind = "multi-hot"
     objective_metric = "exact_match"
     Config = MultiLabelConfig
 

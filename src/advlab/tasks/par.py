@@ -198,6 +198,7 @@ def instance_metrics(pred: Tensor, y: Tensor) -> dict[str, Tensor]:
 
 @TASKS.register("par")
 class PAR(Task):
+    label_kind = "multi-hot"
     objective_metric = "mA"
     Config = PARTaskConfig
 

@@ -93,6 +93,7 @@ def confusion_metrics(confusion: Tensor, class_names: list[str]) -> dict[str, fl
 
 @TASKS.register("segmentation")
 class Segmentation(Task):
+    label_kind = "mask"
     Config = SegmentationConfig
     objective_metric = "mIoU"
 

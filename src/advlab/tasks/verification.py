@@ -96,6 +96,7 @@ class VerificationConfig(ComponentConfig):
 
 @TASKS.register("verification")
 class Verification(Task):
+    label_kind = "identity"
     Config = VerificationConfig
     objective_metric = "asr"  # the attack's success rate at the first FPR (attack/asr)
 
