@@ -156,8 +156,11 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         from advlab.hydra_callbacks import process_rank
 
         if process_rank() == 0:  # under torchrun every rank hits the same error; rank 0 reports it
-            for line in lines:
-                print(f"advlab: error: {line}", file=sys.stderr)
+            for message in lines:
+                first, *rest = message.splitlines() or [""]
+                print(f"advlab: error: {first}", file=sys.stderr)
+                for line in rest:  # a message's continuation (e.g. the expected layout of a dataset root)
+                    print(line, file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
         if saved is None:

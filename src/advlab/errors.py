@@ -1,24 +1,28 @@
 """Exceptions that carry a message meant for the user: what is wrong and how to fix it.
 
-An advlab error holds one or more messages, one line each (``ConfigError("attack.eps: ...", "attack.steps:
-...")`` or a message with newlines); the CLI prints each as its own ``advlab: error: <message>`` line and exits 2
-(see :mod:`advlab.app`)."""
+An advlab error holds one or more messages (``ConfigError("attack.eps: ...", "attack.steps: ...")``); the CLI
+prints each as its own ``advlab: error: <message>`` line (a message's further lines follow as they are) and exits
+2 (see :mod:`advlab.app`)."""
 
 from __future__ import annotations
 
 
 class AdvlabError(Exception):
-    """Base class for errors advlab reports to the user. ``AdvlabError(*messages)``: one line per message."""
+    """Base class for errors advlab reports to the user. ``AdvlabError(*messages)``: one message per argument
+    (a message may continue on further lines, e.g. an expected folder layout)."""
 
     def __init__(self, *messages: object):
-        lines = [line for message in messages for line in str(message).splitlines() if line.strip()]
-        self.messages: list[str] = lines or [type(self).__name__]
-        # one argument (the joined text): the OSError bases below would read two as (errno, strerror), and
-        # pickling (submitit jobs) rebuilds the error from ``args``
+        self.messages: list[str] = [str(m).strip("\n") for m in messages if str(m).strip()] or [
+            type(self).__name__
+        ]
+        # one argument (the joined text): the OSError bases below would read two as (errno, strerror)
         super().__init__("\n".join(self.messages))
 
     def __str__(self) -> str:
         return "\n".join(self.messages)
+
+    def __reduce__(self):  # pickling (submitit jobs) keeps the messages apart
+        return type(self), tuple(self.messages)
 
 
 class ConfigError(AdvlabError, ValueError):
