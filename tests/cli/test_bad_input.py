@@ -12,7 +12,6 @@ import hashlib
 import os
 import pickle
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -390,7 +389,7 @@ def test_errors_hold_several_messages_and_survive_pickling():
 
 # ---- through a real subprocess ----------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("case_id", ["typo_attack_key", "eps_inf", "finished_run_dir", "cuda_7_on_cpu"])
+@pytest.mark.parametrize("case_id", ["typo_attack_key", "eps_inf", "finished_run_dir"])
 def test_bad_input_through_the_real_entrypoint(case_id, tmp_path):
     case = next(c for c in CASES if c.id == case_id)
     if case.needs_no_gpu and torch.cuda.device_count() > 7:
@@ -407,20 +406,12 @@ def test_bad_input_through_the_real_entrypoint(case_id, tmp_path):
     assert {k: after.get(k) for k in before} == before
 
 
-@pytest.mark.slow
-def test_hydra_full_error_shows_the_traceback(tmp_path):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
-    import subprocess
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "advlab", *case_argv(Case("x", ("attack.eps=-1",), ""), tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 2 and "Traceback" in proc.stderr and error_lines(proc.stderr)
+def test_hydra_full_error_shows_the_traceback(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    code = app_main(case_argv(Case("x", ("attack.eps=-1",), ""), tmp_path))
+    err = capfd.readouterr().err
+    assert code == 2 and "Traceback" in err and len(error_lines(err)) == 1
+    assert os.environ["HYDRA_FULL_ERROR"] == "1"  # the user's setting is restored
 
 
 def test_finished_run_guard_leaves_hydra_files_untouched_when_rerun_differently(tmp_path, capfd):

@@ -60,6 +60,10 @@ class Attack:
     def targeted(self) -> bool:
         return bool(getattr(self.params, "targeted", False))
 
+    def check_data(self, info: Any) -> None:
+        """Raise a ConfigError when the attack cannot work on images of ``info`` (a ``DataInfo``); called when the
+        run's components are built, before any victim is trained. Default: nothing to check."""
+
     def prepare(self, model: nn.Module, data: Any) -> None:
         """Called once by the evaluate loop before the first batch, with the victim and the data module (e.g. to
         collect target representations from the training split). Default: nothing."""

@@ -179,11 +179,10 @@ class EOTPatch(UniversalAttack):
         self.ignore_index = getattr(task, "ignore_index", None)
         self._last_mask: Tensor | None = None
         self._eval_gen = torch.Generator().manual_seed(0)
-        if getattr(task, "info", None) is not None:
-            self.check_fits(task.info)  # at build time: before a victim is trained for nothing
 
-    def check_fits(self, info: DataInfo) -> None:
-        """The patch must fit inside the images and the EOT crop."""
+    def check_data(self, info: DataInfo) -> None:
+        """The patch must fit inside the images and the EOT crop (checked when the run is built, before a victim
+        is trained for nothing, and again when the patch is created)."""
         _, h, w = info.image_shape
         ph, pw = self.params.patch_size
         ch, cw = self.params.crop or (h, w)
@@ -195,7 +194,7 @@ class EOTPatch(UniversalAttack):
 
     # --- the perturbation ---------------------------------------------------------------------------------
     def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
-        self.check_fits(info)
+        self.check_data(info)
         c = info.image_shape[0]
         ph, pw = self.params.patch_size
         if self.params.init == "uniform":
