@@ -58,7 +58,7 @@ def regular_file(tmp: Path) -> None:
     (tmp / "afile").write_text("not a folder")
 
 
-def garbage(path: Path, content: bytes = b"\x80\x04this is not a pickle") -> None:
+def garbage(path: Path, content: bytes = b"this is not a pickle") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
 
@@ -286,7 +286,32 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("advlab: error:")]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+# one case per kind of mistake runs in the fast suite; the rest are marked slow (each case costs ~0.5 CPU s of
+# Hydra composing the config twice, mode detection then the run)
+FAST = {
+    "typo_attack_key",
+    "unknown_attack_option",
+    "wrong_type_int",
+    "eps_inf",
+    "defense_attack_eps_inf",
+    "eval_num_examples_zero",
+    "cuda_7_on_cpu",
+    "multilabel_task_on_digits",
+    "checkpoint_other_architecture",
+    "corrupt_cached_victim",
+    "corrupt_eval_state",
+    "cifar10_wrong_keys",
+    "mnist_root_empty",
+    "finished_run_dir",
+    "run_dir_under_a_file",
+    "cache_dir_is_a_file",
+    "slurm_without_srun",
+}
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=() if c.id in FAST else pytest.mark.slow) for c in CASES]
+)
 def test_bad_input_fails_cleanly(case: Case, tmp_path, capfd):
     if case.needs_no_gpu and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
