@@ -13,22 +13,14 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from advlab.config_files import config_dir, register_defaults
+
 EXIT_USER_ERROR = 2
-
-
-def config_dir() -> str:
-    """The packaged configs (wheel install) or the repository's ``conf/`` (editable install)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parents[1] / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"advlab configs not found next to {here}; reinstall advlab")
 
 
 class _JobState:
@@ -48,6 +40,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     _JobState.started = True
     _JobState.debug = bool(cfg.get("debug", False))
     try:
+        from advlab.validation import check_config
+
+        check_config(cfg)  # every bad value at once, before torch and the models are imported
         from advlab.runner import run
 
         results = run(cfg, HydraConfig.get().runtime.output_dir)
@@ -61,7 +56,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def sweep_objective(results: dict) -> float | None:
     """The value a Hydra sweeper optimises: the task's headline metric (``Task.objective_metric``) under
     attack if the run has it, else on clean inputs (or the attack's, e.g. ``attack/asr`` for verification)."""
-    from advlab.tasks.base import TASKS
+    from advlab.tasks.configs import TASKS
 
     name = TASKS.get(results["task"]).objective_metric
     metrics = results["metrics"]
@@ -142,6 +137,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     saved = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report; we report here
     try:
+        register_defaults()  # the dataclass defaults, before Hydra composes
         with _argv(argv):
             _hydra_main()
     except SystemExit as exc:  # --help, --cfg, Hydra's own argument errors

@@ -42,10 +42,5 @@ class RunFolderError(AdvlabError, OSError):
     folder, lies under a regular file, the disk is full, or it holds a finished run."""
 
 
-class StateFileError(AdvlabError, RuntimeError):
-    """A file advlab wrote itself (a resume state, a cached victim) cannot be read back; the message names the
-    file and what happens to it (discarded, or how to start over)."""
-
-
 class LauncherError(AdvlabError, RuntimeError):
     """The configured Hydra launcher cannot start (e.g. the SLURM launcher where ``sbatch``/``srun`` are missing)."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advlab.errors import ConfigError, StateFileError
+from advlab.errors import ConfigError
 
 
 def seed_everything(seed: int) -> None:
@@ -96,23 +96,6 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
-
-
-@contextlib.contextmanager
-def reading_state(path: str | os.PathLike, what: str, fix: str) -> Iterator[None]:
-    """Restore a file advlab wrote itself (a resume state, a cached victim) inside this block: any failure
-    (truncated or corrupt file, missing keys, tensors of another shape) becomes a :class:`StateFileError` naming
-    the file, what it is and ``fix`` (how to start over), instead of a bare ``UnpicklingError``/``KeyError``."""
-    try:
-        yield
-    except StateFileError:
-        raise
-    except Exception as exc:
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise StateFileError(
-            f"{what} '{path}' cannot be read back ({type(exc).__name__}: {detail}): it is truncated, corrupt or "
-            f"from another advlab version. {fix}"
-        ) from exc
 
 
 @contextlib.contextmanager

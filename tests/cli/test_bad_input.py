@@ -65,8 +65,8 @@ def garbage(path: Path, content: bytes = b"this is not a pickle") -> None:
 
 def smallcnn_checkpoint(tmp: Path, num_outputs: int = 10) -> Path:
     """A state_dict of the digits small CNN (the architecture advlab defines itself)."""
+    from advlab.context import build_spec
     from advlab.data.base import DATASETS
-    from advlab.runner import build_spec
     from advlab.victims.base import VICTIMS
 
     spec = build_spec(make_cfg("device=cpu"))
@@ -91,7 +91,7 @@ def checkpoint_for_resume(name: str, state: str):
 
 
 def cached_victim_path(tmp: Path, suffix: str = ".pt") -> Path:
-    from advlab.runner import build_spec, victim_cache_key
+    from advlab.context import build_spec, victim_cache_key
     from advlab.utils import stable_hash
 
     spec = build_spec(make_cfg("device=cpu", f"cache_dir={tmp / 'cache'}"))
@@ -378,12 +378,12 @@ def test_os_errors_inside_the_job_are_named(tmp_path):
 
 
 def test_unexpected_exceptions_keep_their_traceback(tmp_path, monkeypatch):
-    import advlab.runner
+    import advlab.validation
 
     def boom(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(advlab.runner, "run", boom)
+    monkeypatch.setattr(advlab.validation, "check_config", boom)
     with pytest.raises(ZeroDivisionError):
         app_main(case_argv(Case("bug", (), ""), tmp_path))
 

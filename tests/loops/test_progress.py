@@ -81,11 +81,11 @@ def test_format_duration_and_interval_validation():
 def test_fit_and_evaluate_log_progress_off_tty(caplog):
     """The real loops, stderr not a TTY (pytest captures it), interval 0: one line per batch."""
     from advlab.attacks.base import ATTACKS
+    from advlab.context import build_spec
     from advlab.data.base import DATASETS
     from advlab.defenses.base import DEFENSES
     from advlab.loops.evaluate import EvalConfig, evaluate
     from advlab.loops.fit import fit
-    from advlab.runner import build_spec
     from advlab.tasks.base import TASKS
     from advlab.victims.base import VICTIMS
 

@@ -6,26 +6,20 @@ while they run.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from advlab.registry import ComponentConfig, Registry
+from advlab.attacks.configs import ATTACKS, AttackConfig  # noqa: F401
 from advlab.tasks.base import Task
 from advlab.utils import frozen
-
-
-@dataclasses.dataclass
-class AttackConfig(ComponentConfig):
-    targeted: bool = False  # targets drawn by the task (e.g. a random wrong class), seeded
 
 
 def check_task_support(attack_cls: type, task_cls: type) -> None:
     """Raise a ConfigError (before any victim is trained) when ``task_cls`` lacks a method the attack needs."""
     from advlab.errors import ConfigError
-    from advlab.tasks.base import TASKS
+    from advlab.tasks.configs import TASKS
 
     for method in getattr(attack_cls, "needs_task", ()):
         if getattr(task_cls, method, None) is getattr(Task, method, None):
@@ -89,5 +83,4 @@ class NoAttack(Attack):
     """``attack=none``: clean evaluation only."""
 
 
-ATTACKS: Registry[Attack] = Registry("attack", "attack")
 ATTACKS.register("none")(NoAttack)

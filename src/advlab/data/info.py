@@ -16,8 +16,8 @@ class DataInfo:
     std: tuple[float, ...]
 
 
-#: what one ground-truth label is, per kind; a dataset (``DataModule.label_kind``) provides one kind and a task
-#: (``Task.label_kind``) consumes one
+#: what one ground-truth label is, per kind: a task consumes one kind (``advlab.tasks.configs.LABEL_KIND``), a
+#: dataset provides the kind of its ``default_task``
 LABEL_KINDS = {
     "class": "one class index per image",
     "multi-hot": "a multi-hot vector of labels (attributes) per image",
