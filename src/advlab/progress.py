@@ -4,7 +4,8 @@ On a terminal (stderr is a TTY) a tqdm bar; otherwise (SLURM logs, nohup, ``advl
 line at most every ``progress_interval_s`` seconds (the top-level config key, default 30) with done/total, rate
 and ETA, through the ``advlab.progress`` logger (Hydra's console and the job's log file)::
 
-    attack cw 3/8 batches (38%), 0.41 batches/s, elapsed 0:00:07, ETA 0:00:12
+    attack cw_l2 0/8 batches (0%), ? batches/s, elapsed 0:00:00, ETA ?
+    attack cw_l2 3/8 batches (38%), 0.41 batches/s, elapsed 0:00:07, ETA 0:00:12
 
 Use :func:`track` to wrap an iterable, or :class:`Progress` with :meth:`Progress.update` for a loop that is not
 one (e.g. iterations of generator training).
@@ -75,6 +76,8 @@ class Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, leave=False, unit=unit, initial=initial)
+        elif enabled:
+            logger.info(self.line(self.t0))  # the stage has begun (one batch of a slow attack may take minutes)
 
     def update(self, n: int = 1) -> None:
         if not self.enabled:

@@ -39,6 +39,7 @@ def test_lines_at_most_every_interval_with_rate_and_eta(clock, caplog):
         bar.update()
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
+        "attack cw 0/10 batches (0%), ? batches/s, elapsed 0:00:00, ETA ?",  # the stage has begun
         "attack cw 5/10 batches (50%), 0.143 batches/s, elapsed 0:00:35, ETA 0:00:35",
         "attack cw 10/10 batches (100%), 0.143 batches/s, elapsed 0:01:10, ETA 0:00:00",
     ]
@@ -105,10 +106,10 @@ def test_fit_and_evaluate_log_progress_off_tty(caplog):
     n_train = len(data.dataset("train"))
     steps = -(-n_train // 512)
     assert [line.split(" batches")[0] for line in lines if line.startswith("train")] == [
-        f"train epoch 1/1 {i}/{steps}" for i in range(1, steps + 1)
+        f"train epoch 1/1 {i}/{steps}" for i in range(0, steps + 1)
     ]
     attack_lines = [line for line in lines if line.startswith("attack fgsm")]
-    assert [line.split(" batches")[0] for line in attack_lines] == [f"attack fgsm {i}/4" for i in range(1, 5)]
+    assert [line.split(" batches")[0] for line in attack_lines] == [f"attack fgsm {i}/4" for i in range(0, 5)]
     assert re.search(r"\(100%\), [0-9.e+]+ batches/s, elapsed \d:\d\d:\d\d, ETA 0:00:00$", attack_lines[-1])
 
 
