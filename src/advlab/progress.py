@@ -25,11 +25,19 @@ from advlab.errors import ConfigError
 logger = logging.getLogger("advlab.progress")
 T = TypeVar("T")
 DEFAULT_INTERVAL_S = 30.0
-_settings = {"interval_s": DEFAULT_INTERVAL_S}
+_settings: dict[str, Any] = {"interval_s": DEFAULT_INTERVAL_S, "enabled": False}
 
 
-def configure(interval_s: Any = DEFAULT_INTERVAL_S) -> None:
-    """Set the seconds between two progress lines off a TTY (the config's ``progress_interval_s``)."""
+def configure(interval_s: Any = DEFAULT_INTERVAL_S, enabled: bool = False) -> None:
+    """Set the seconds between two progress lines off a TTY (the config's ``progress_interval_s``) and whether
+    loops that are not told (``enabled=None``, e.g. an attack's own iterations) report: the run's ``progress``
+    on its main process."""
+    _settings["interval_s"] = check_interval(interval_s)
+    _settings["enabled"] = bool(enabled)
+
+
+def check_interval(interval_s: Any) -> float:
+    """``progress_interval_s`` as seconds, or a ConfigError naming it."""
     if (
         isinstance(interval_s, bool)
         or not isinstance(interval_s, int | float)
@@ -38,7 +46,7 @@ def configure(interval_s: Any = DEFAULT_INTERVAL_S) -> None:
         raise ConfigError(f"progress_interval_s: must be a number of seconds >= 0 (got {interval_s!r})")
     if interval_s < 0:
         raise ConfigError(f"progress_interval_s: must be >= 0 seconds (got {interval_s})")
-    _settings["interval_s"] = float(interval_s)
+    return float(interval_s)
 
 
 def interval_s() -> float:
@@ -60,12 +68,13 @@ class Progress:
         self,
         total: int | None,
         desc: str,
-        enabled: bool = True,
+        enabled: bool | None = True,
         unit: str = "batch",
         tty: bool | None = None,
         interval: float | None = None,
         initial: int = 0,
     ):
+        enabled = _settings["enabled"] if enabled is None else enabled
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.interval = interval_s() if interval is None else interval
@@ -77,7 +86,9 @@ class Progress:
 
             self.bar = tqdm(total=total, desc=desc, leave=False, unit=unit, initial=initial)
         elif enabled:
-            logger.info(self.line(self.t0))  # the stage has begun (one batch of a slow attack may take minutes)
+            logger.info(
+                self.line(self.t0)
+            )  # the stage has begun (one batch of a slow attack may take minutes)
 
     def update(self, n: int = 1) -> None:
         if not self.enabled:
@@ -123,11 +134,12 @@ def track(
     iterable: Iterable[T],
     desc: str,
     total: int | None = None,
-    enabled: bool = True,
+    enabled: bool | None = True,
     unit: str = "batch",
     **kwargs: Any,
 ) -> Iterator[T]:
-    """Iterate ``iterable`` reporting progress (see the module docstring); ``total`` defaults to its len()."""
+    """Iterate ``iterable`` reporting progress (see the module docstring); ``total`` defaults to its len().
+    ``enabled=None``: as :func:`configure` set it for the run (for loops inside components, e.g. attacks)."""
     if total is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]

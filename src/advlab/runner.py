@@ -32,7 +32,6 @@ from advlab.reporting.summary import print_summary
 def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Execute one composed config; returns the content of ``results.json``."""
     spec = build_spec(cfg)  # every config error surfaces here, before any work
-    configure_progress(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S))  # off-TTY progress lines
     spec.device = distributed.init_from_env(spec.device)  # torchrun: join the process group
     pipeline = PIPELINES.build(spec.pipeline)
     run_dir = Path(run_dir)
@@ -41,6 +40,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         atexit.register(shutil.rmtree, run_dir, ignore_errors=True)  # leave nothing behind
         cfg = OmegaConf.merge(cfg, {"progress": False})
         spec = dataclasses.replace(spec, logger=TRACKERS.parse({"name": "none"}), progress=False)
+    # off-TTY progress lines; components' own loops (e.g. C&W's binary search) report on the main process
+    configure_progress(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S), enabled=spec.progress)
     if (run_dir / "results.json").exists():
         raise AdvlabError(
             f"run folder '{run_dir}' already holds a finished run (results.json); advlab never overwrites a run. "

@@ -24,6 +24,7 @@ from advlab.errors import AdvlabError, CheckpointError, ConfigError
 from advlab.loggers.configs import TRACKERS
 from advlab.loops.configs import EvalConfig, TrainConfig
 from advlab.pipelines.configs import PIPELINES
+from advlab.progress import DEFAULT_INTERVAL_S, check_interval
 from advlab.registry import parse_config
 from advlab.tasks.configs import LABEL_KIND, TASKS
 from advlab.victims.configs import VICTIMS
@@ -116,6 +117,8 @@ def check_config(cfg: DictConfig) -> ParsedConfig:
     parse("eval", lambda: parse_config(EvalConfig, cfg.get("eval"), "eval"))
     parse("cache_dir", lambda: Path(os.path.expanduser(str(_node(cfg, "cache_dir")))))
     parse("pipeline", lambda: PIPELINES.parse(cfg.get("pipeline") or {"name": "standard"}))
+    parse("progress_interval_s", lambda: check_interval(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S)))
+    parsed.pop("progress_interval_s", None)  # read by the run itself (advlab.progress.configure)
     if len(failures) == 1:
         raise failures[0]  # keeps its type (e.g. CheckpointError)
     if failures:

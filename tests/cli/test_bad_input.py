@@ -211,7 +211,12 @@ CASES = [
         lambda tmp: smallcnn_checkpoint(tmp, num_outputs=5),
     ),
     # -- corrupt files advlab wrote itself
-    Case("corrupt_cached_victim", ("cache_dir={tmp}/cache",), "victims/digits-smallcnn-none-", corrupt_cached_victim),
+    Case(
+        "corrupt_cached_victim",
+        ("cache_dir={tmp}/cache",),
+        "victims/digits-smallcnn-none-",
+        corrupt_cached_victim,
+    ),
     Case("corrupt_fit_resume_file", ("cache_dir={tmp}/cache",), ".resume.pt", corrupt_fit_resume),
     Case(
         "corrupt_eval_state",

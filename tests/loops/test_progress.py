@@ -79,6 +79,24 @@ def test_format_duration_and_interval_validation():
     progress.configure()
 
 
+def test_component_loops_follow_the_run_setting(clock, caplog):
+    """``enabled=None`` (an attack's own loop): reports only when the run enabled progress."""
+    caplog.set_level(logging.INFO, logger="advlab.progress")
+    try:
+        progress.configure(0, enabled=False)
+        list(track(range(2), "inner", enabled=None, tty=False))
+        assert not caplog.records
+        progress.configure(0, enabled=True)
+        list(track(range(2), "inner", enabled=None, tty=False))
+        assert [r.getMessage().split(",")[0] for r in caplog.records] == [
+            "inner 0/2 batches (0%)",
+            "inner 1/2 batches (50%)",
+            "inner 2/2 batches (100%)",
+        ]
+    finally:
+        progress.configure()
+
+
 def test_fit_and_evaluate_log_progress_off_tty(caplog):
     """The real loops, stderr not a TTY (pytest captures it), interval 0: one line per batch."""
     from advlab.attacks.base import ATTACKS
@@ -133,3 +151,4 @@ def test_cli_piped_shows_evaluation_progress(tmp_path):
     for i in range(1, 5):
         assert f"attack cw_l2 {i}/4 batches" in out, out[-3000:]
     assert "train epoch 1/1" in out
+    assert "cw_l2 binary search 1/1 steps" in out  # inside one batch: the attack's own loop reports too
