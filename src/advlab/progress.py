@@ -5,7 +5,7 @@ line at most every ``progress_interval_s`` seconds (the top-level config key, de
 and ETA, through the ``advlab.progress`` logger (Hydra's console and the job's log file)::
 
     attack cw_l2 0/8 batches (0%), ? batches/s, elapsed 0:00:00, ETA ?
-    attack cw_l2 3/8 batches (38%), 0.41 batches/s, elapsed 0:00:07, ETA 0:00:12
+    attack cw_l2 3/8 batches (38%), 2.33 s/batch, elapsed 0:00:07, ETA 0:00:12
 
 Use :func:`track` to wrap an iterable, or :class:`Progress` with :meth:`Progress.update` for a loop that is not
 one (e.g. iterations of generator training).
@@ -115,8 +115,13 @@ class Progress:
             tail = f", ETA {format_duration(eta)}"
         else:
             head, tail = f"{self.done} {units}", ""
-        speed = f"{rate:.3g}" if math.isfinite(rate) else "?"
-        return f"{self.desc} {head}, {speed} {units}/s, elapsed {format_duration(elapsed)}{tail}"
+        if not math.isfinite(rate) or rate <= 0:
+            speed = f"? {units}/s"
+        elif rate >= 1:
+            speed = f"{rate:.3g} {units}/s"
+        else:  # slow loops (a C&W binary-search step, a StarGAN iteration on CPU): seconds per step reads better
+            speed = f"{1 / rate:.3g} s/{self.unit}"
+        return f"{self.desc} {head}, {speed}, elapsed {format_duration(elapsed)}{tail}"
 
     def close(self) -> None:
         if self.bar is not None:
