@@ -39,6 +39,9 @@ class Attack:
     registered_name = "attack"
     #: the threat model's norm for distortion reporting ("linf", "l2" or None)
     norm: str | None = None
+    #: the paper that defines the attack ("Authors, Title, Venue Year") and its link
+    paper: str | None = None
+    url: str | None = None
     #: the Task methods beyond the base ones the attack's objective is written in (e.g. JMA:
     #: ``target_constraints``); a task that does not define them is refused when the attack is built
     needs_task: tuple[str, ...] = ()
