@@ -148,6 +148,7 @@ class JMA(JacobianAttack):
         "Examples, arXiv 2024"
     )
     url = "https://arxiv.org/abs/2401.01199"
+    needs_task = ("target_constraints",)
     Config = JMAConfig
     norm = "l2"
 
