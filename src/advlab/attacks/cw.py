@@ -1,6 +1,7 @@
-"""Carlini & Wagner L2 (2017): minimise ``||x' - x||_2^2 + c * max(margin(x'), -kappa)`` over
+"""Carlini & Wagner L2 (2017): minimise ``w * ||x' - x||_2^2 + c * max(margin(x'), -kappa)`` over
 ``x' = (tanh(w) + 1) / 2`` (the box constraint by change of variables) with Adam, and a per-example binary
-search on the constant ``c``. The margin comes from the task (negative exactly when the attack succeeds), so
+search on the constant ``c``; ``w`` is ``distortion_weight`` (1 in C&W; SemanticAdv's baseline weights its pixel
+reconstruction term by 5). The margin comes from the task (negative exactly when the attack succeeds), so
 the same code serves untargeted and targeted goals on any task that defines one. Returns, per example, the
 successful image with the smallest L2 over all binary-search steps, or the clean image if none succeeded.
 """
@@ -24,6 +25,7 @@ class CWL2Config(AttackConfig):
     initial_const: float = 1e-3
     kappa: float = 0.0  # confidence
     abort_early: bool = True
+    distortion_weight: float = 1.0  # w on ||x' - x||^2 (SemanticAdv's C&W baseline: 5)
 
     def validate(self, key: str) -> None:
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
@@ -31,12 +33,15 @@ class CWL2Config(AttackConfig):
         check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
         check(self.initial_const > 0, f"{key}.initial_const", f"must be > 0 (got {self.initial_const})")
         check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
+        check(self.distortion_weight > 0, f"{key}.distortion_weight", "must be > 0")
 
 
 @ATTACKS.register("cw_l2")
 class CWL2(Attack):
     Config = CWL2Config
     norm = "l2"
+    paper = "Carlini, Wagner, Towards Evaluating the Robustness of Neural Networks, IEEE S&P 2017"
+    url = "https://arxiv.org/abs/1608.04644"
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p, task = self.params, self.task
@@ -59,7 +64,7 @@ class CWL2(Attack):
                 outputs = model(x_adv)
                 l2sq = (x_adv - x).pow(2).sum(dim=dims)
                 margin = task.margin(outputs, y, target)
-                loss = (l2sq + const * torch.clamp(margin + p.kappa, min=0)).sum()
+                loss = (p.distortion_weight * l2sq + const * torch.clamp(margin + p.kappa, min=0)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -1,6 +1,7 @@
 from advlab.defenses import (  # noqa: F401  (registers)
     adv_training,
     asl_par_defense,
+    input_transform,
     pat,
 )
 from advlab.defenses.base import DEFENSES, Defense

@@ -14,8 +14,10 @@ checkpoints load.
 
 :class:`AttributeGenerator` wraps the network for advlab's conventions (images in [0, 1], the StarGAN
 network works in [-1, 1]) and splits it at a named feature layer into ``encode`` / ``decode`` for SemanticAdv's
-feature-map interpolation: ``res<k>`` = output of the k-th residual block (``last_res`` = the last one, the
-paper's default), ``up1`` = output of the first up-sampling block.
+feature-map interpolation at SemanticAdv's split points ``f-2`` (second down-sampling conv + norm, before its
+ReLU), ``f-1`` (after the first residual block), ``f0`` (after the last residual block, the paper's default;
+also ``last_res``), ``f1`` / ``f2`` (first / second up-sampling transposed conv + norm, before its ReLU), or
+``res<k>`` (after the k-th residual block) and ``up1`` (after the first up-sampling block's ReLU).
 """
 
 from __future__ import annotations
@@ -84,16 +86,29 @@ class StarGANGenerator(nn.Module):
 
     def split_index(self, layer: str) -> int:
         """Index into ``main`` where the named feature layer ends (encoder = ``main[:i]``)."""
-        first_res = 9
+        first_res = 9  # main: conv, norm, relu, 2 x (down conv, norm, relu), residual blocks, ...
+        after_res = first_res + self.repeat_num
+        official = {  # SemanticAdv's split points (Generator_dissection h02, h01, h0, h1, h2)
+            "f-2": 8,  # 2nd down-sampling conv + norm, before its ReLU (before the residual blocks)
+            "f-1": first_res + 1,  # after the first residual block
+            "f0": after_res,  # after the last residual block (the paper's default)
+            "f1": after_res + 2,  # 1st up-sampling transposed conv + norm, before its ReLU
+            "f2": after_res + 5,  # 2nd up-sampling transposed conv + norm, before its ReLU
+        }
+        if layer in official:
+            return official[layer]
         if layer == "last_res":
-            return first_res + self.repeat_num
-        if layer == "up1":
-            return first_res + self.repeat_num + 3
+            return after_res
+        if (
+            layer == "up1"
+        ):  # after the 1st up-sampling block's ReLU (advlab's older split; f1 is the official)
+            return after_res + 3
         if layer.startswith("res") and layer[3:].isdigit() and 1 <= int(layer[3:]) <= self.repeat_num:
             return first_res + int(layer[3:])
         raise ConfigError(
             f"feature layer '{layer}' does not exist in a StarGAN generator with {self.repeat_num} residual "
-            f"blocks; use last_res, up1 or res1..res{self.repeat_num}"
+            f"blocks; use f-2, f-1, f0, f1, f2 (SemanticAdv's split points), last_res, up1 or "
+            f"res1..res{self.repeat_num}"
         )
 
     @staticmethod

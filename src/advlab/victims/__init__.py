@@ -1,6 +1,7 @@
 from advlab.victims import (  # noqa: F401  (registers)
     clip_mlp,
     face_resnet,
+    face_resnet_semanticadv,
     mmseg,
     par_baseline,
     promptpar,
