@@ -28,7 +28,8 @@ Metrics: ``attack/asr`` (Average), ``attack/asr_instance`` (Best), ``attack/asr_
 T-FPR = ``fprs[0]``; the same for every pair as ``attack/asr[_instance|_worst]_g<G>_t<T>``;
 ``attack/asr_<attribute>``; ``attack/ref_source``, ``attack/ref_recon``, ``attack/ref_edit_best`` (Table C's
 x0, G(x0, c), G(x0, c_new) (Best), at ``fprs[0]``; ``_t<T>`` for every T-FPR); ``transfer/asr_<id>_g<G>_t<T>``;
-``clean/threshold_<FPR>``, ``clean/tar_<FPR>``, ``clean/far_<FPR>``; ``clean/false_accept``;
+``clean/threshold_<FPR>``, ``clean/tar_<FPR>``, ``clean/far_<FPR>``; ``clean/false_accept``; ``attack/iters``
+(``_g<G>`` per G-FPR);
 ``defense/detector_clean`` / ``defense/detector_adv`` when the defense has a detector score.
 ``results.json`` keeps the full tables under ``semantic_adv`` (read by ``scripts/semanticadv_tables.py``).
 """
@@ -720,6 +721,8 @@ def metrics_of(
     m["clean/false_accept"] = reference[main]["source"]
     n_att = sum(o.distances.numel() for o in outcomes)
     m["attack/iters"] = float(torch.cat([o.iters.flatten() for o in outcomes]).mean())
+    for o in outcomes:
+        m[f"attack/iters_g{o.tag}"] = float(o.iters.mean())
     m["attack/time_per_image_s"] = sum(o.seconds for o in outcomes) / max(n_att, 1)
     m["attack/l2_to_source"] = float(outcomes[0].l2.mean())
     ref0 = outcomes[0].reference
