@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import make_cfg
 from test_semanticadv import SEMANTIC, TINY, semantic_adv, tiny_generator
 
@@ -161,3 +162,63 @@ def test_protocol_end_to_end(tmp_path):
     ]
     assert res2["metrics"]["defense/detector_clean"] >= 0 and res2["metrics"]["defense/detector_adv"] >= 0
     assert "attack/ref_edit_best" in res2["metrics"]
+
+
+def dissection_state_dict(c_dim: int = 17, cd: int = 8) -> dict[str, torch.Tensor]:
+    """SemanticAdv's released ``200000-G.ckpt`` layout (``Face/stargan_model.py``'s Generator_dissection), by
+    name and shape: convolutions without bias, affine instance norms with running statistics."""
+    gen = torch.Generator().manual_seed(0)
+
+    def norm(prefix, c):
+        return {f"{prefix}.weight": torch.rand(c, generator=gen), f"{prefix}.bias": torch.rand(c, generator=gen),
+                f"{prefix}.running_mean": torch.zeros(c), f"{prefix}.running_var": torch.ones(c),
+                f"{prefix}.num_batches_tracked": torch.tensor(0)}  # fmt: skip
+
+    def w(*shape):
+        return torch.randn(*shape, generator=gen) * 0.1
+
+    sd = {"conv1.weight": w(cd, 3 + c_dim, 7, 7), **norm("norm1", cd)}
+    sd |= {"conv2_1.weight": w(2 * cd, cd, 4, 4), **norm("norm2_1", 2 * cd)}
+    sd |= {"conv2_2.weight": w(4 * cd, 2 * cd, 4, 4), **norm("norm2_2", 4 * cd)}
+    for k in range(1, 7):
+        sd |= {f"res{k}.main.0.weight": w(4 * cd, 4 * cd, 3, 3), **norm(f"res{k}.main.1", 4 * cd)}
+        sd |= {f"res{k}.main.3.weight": w(4 * cd, 4 * cd, 3, 3), **norm(f"res{k}.main.4", 4 * cd)}
+    sd |= {"conv3_1.weight": w(4 * cd, 2 * cd, 4, 4), **norm("norm3_1", 2 * cd)}  # ConvTranspose2d: [in, out]
+    sd |= {"conv3_2.weight": w(2 * cd, cd, 4, 4), **norm("norm3_2", cd)}
+    sd["conv4.weight"] = w(3, cd, 7, 7)
+    return sd
+
+
+def test_released_generator_dissection_layout_loads(tmp_path):
+    from advlab.generators.stargan import load_generator_state
+    from advlab.victims.base import load_state_dict_file
+
+    state = dissection_state_dict()
+    path = tmp_path / "200000-G.ckpt"
+    torch.save(state, path)
+    net = StarGANGenerator(17, conv_dim=8, repeat_num=6)
+    load_generator_state(net, load_state_dict_file(path), str(path))
+    own = net.state_dict()
+    assert len(own) == len(state)  # every key of the file is used
+    assert torch.equal(own["main.0.weight"], state["conv1.weight"])
+    assert torch.equal(own["main.12.main.3.weight"], state["res4.main.3.weight"])
+    assert torch.equal(own["main.15.weight"], state["conv3_1.weight"])
+    assert torch.equal(own["main.21.weight"], state["conv4.weight"])
+    # the official forward, op by op on the file's tensors (h0 then f0)
+    x, c = torch.rand(1, 3, 16, 16), torch.rand(1, 17).round()
+    h = torch.cat([x * 2 - 1, c[:, :, None, None].expand(-1, -1, 16, 16)], 1)
+
+    def inorm(t, p):
+        return F.instance_norm(t, weight=state[f"{p}.weight"], bias=state[f"{p}.bias"])
+
+    h = F.relu(inorm(F.conv2d(h, state["conv1.weight"], padding=3), "norm1"))
+    h = F.relu(inorm(F.conv2d(h, state["conv2_1.weight"], stride=2, padding=1), "norm2_1"))
+    h = F.relu(inorm(F.conv2d(h, state["conv2_2.weight"], stride=2, padding=1), "norm2_2"))
+    for k in range(1, 7):
+        r = F.relu(inorm(F.conv2d(h, state[f"res{k}.main.0.weight"], padding=1), f"res{k}.main.1"))
+        h = h + inorm(F.conv2d(r, state[f"res{k}.main.3.weight"], padding=1), f"res{k}.main.4")
+    h = F.relu(inorm(F.conv_transpose2d(h, state["conv3_1.weight"], stride=2, padding=1), "norm3_1"))
+    h = F.relu(inorm(F.conv_transpose2d(h, state["conv3_2.weight"], stride=2, padding=1), "norm3_2"))
+    ref = torch.tanh(F.conv2d(h, state["conv4.weight"], padding=3))
+    with torch.no_grad():
+        assert torch.allclose(net(x * 2 - 1, c), ref, atol=1e-5)

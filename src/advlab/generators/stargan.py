@@ -8,7 +8,9 @@ over the whole remaining map giving the attribute logits. SemanticAdv: conv_dim 
 attributes, 112x112 images.
 
 Parameter names follow the StarGAN reference layout (``main.<i>...``, ``conv1``, ``conv2``), so published
-``*-G.ckpt`` / ``*-D.ckpt`` state dicts load directly. Instance norm always normalises with the statistics of
+``*-G.ckpt`` / ``*-D.ckpt`` state dicts load directly; SemanticAdv's released ``200000-G.ckpt`` (its
+``Generator_dissection``, layers named ``conv1``, ``norm1``, ``conv2_1`` ... ``res1`` ... ``conv4``) is mapped onto
+that layout by :func:`from_dissection_layout`. Instance norm always normalises with the statistics of
 the input (also in eval mode); the running statistics the reference layout stores are kept only so such
 checkpoints load.
 
@@ -175,8 +177,35 @@ class AttributeGenerator(nn.Module):
         return (self.net.main[self.split :](f) + 1) / 2
 
 
+#: SemanticAdv's released generator (``200000-G.ckpt``) is saved from its ``Generator_dissection``: the same
+#: layers under their own names; ``main.<i>`` is the index of each in the reference ``nn.Sequential``
+DISSECTION_TO_MAIN = {
+    "conv1": 0, "norm1": 1, "conv2_1": 3, "norm2_1": 4, "conv2_2": 6, "norm2_2": 7,
+    **{f"res{k}": 8 + k for k in range(1, 7)},
+    "conv3_1": 15, "norm3_1": 16, "conv3_2": 18, "norm3_2": 19, "conv4": 21,
+}  # fmt: skip
+
+
+def from_dissection_layout(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A ``Generator_dissection`` state_dict (``conv1.weight``, ``res3.main.0.weight``, ``conv4.weight``, ...) in
+    the reference ``main.<i>`` layout; other state_dicts are returned unchanged. Every key is mapped (an unknown
+    layer name is an error), so nothing of the file is dropped."""
+    if "conv1.weight" not in state or "main.0.weight" in state:
+        return state
+    out = {}
+    for k, v in state.items():
+        layer, rest = k.split(".", 1)
+        if layer not in DISSECTION_TO_MAIN:
+            raise CheckpointError(
+                f"generator checkpoint: '{k}' is not a layer of SemanticAdv's Generator_dissection"
+            )
+        out[f"main.{DISSECTION_TO_MAIN[layer]}.{rest}"] = v
+    return out
+
+
 def checkpoint_c_dim(state: dict[str, Tensor]) -> int:
     """Number of attributes a StarGAN generator state_dict was trained with (input channels - 3)."""
+    state = from_dissection_layout(state)
     if "main.0.weight" not in state:
         raise CheckpointError(
             "generator checkpoint has no 'main.0.weight': not a StarGAN generator state_dict"
@@ -185,7 +214,9 @@ def checkpoint_c_dim(state: dict[str, Tensor]) -> int:
 
 
 def load_generator_state(net: StarGANGenerator, state: dict[str, Tensor], source: str) -> None:
-    """Load a generator state_dict, with a clear message when its attribute count or size differs."""
+    """Load a generator state_dict (reference or SemanticAdv's dissection layout), with a clear message when its
+    attribute count or size differs."""
+    state = from_dissection_layout(state)
     c_file = checkpoint_c_dim(state)
     if c_file != net.c_dim:
         raise ConfigError(
