@@ -61,7 +61,7 @@ from advlab.loops.stargan_fit import GANTrainConfig, fit_stargan
 from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
 from advlab.registry import check
 from advlab.tasks.verification import Verification, embedding_distance, pair_distances, threshold_at_fpr
-from advlab.utils import atomic_torch_save, atomic_write_text, file_lock, stable_hash
+from advlab.utils import atomic_torch_save, atomic_write_text, file_lock, frozen, stable_hash
 from advlab.victims.base import VICTIMS, load_state_dict_file
 
 if TYPE_CHECKING:
@@ -429,7 +429,8 @@ class PixelPairAttack:
         generator, names, recon_steps = self.strawman
         k = len(names)
         pre = SemanticAdv(SemanticAdvConfig(recon_steps=recon_steps), task)
-        x_in = pre.reconstruct(generator, x, c) if recon_steps else x
+        with frozen(generator):
+            x_in = pre.reconstruct(generator, x, c) if recon_steps else x
         with torch.no_grad():
             x_recon = generator(x_in, c)
             c_new = flip_attributes(c, torch.arange(k, device=x.device))
@@ -733,6 +734,35 @@ def metrics_of(
     return m
 
 
+def result_tables(
+    outcomes: list[GFPROutcome],
+    scores: dict[str, dict[str, dict[str, float]]],
+    reference: dict[str, dict[str, float]],
+    thresholds: Thresholds,
+    attr_names: list[str],
+) -> dict[str, Any]:
+    """The full G-FPR x T-FPR tables kept in ``results.json`` (read by ``scripts/semanticadv_tables.py``)."""
+    pick = lambda k: {g: {t: s[k] for t, s in per.items()} for g, per in scores.items()}  # noqa: E731
+    return {
+        "fprs": list(thresholds.fprs),
+        "thresholds": thresholds.values,
+        "attributes": attr_names,
+        "asr": pick("average"),
+        "asr_instance": pick("best"),
+        "asr_worst": pick("worst"),
+        "asr_per_attribute": {
+            a: {
+                f"g{o.tag}_t{t}": float((o.distances[:, j] < thr).float().mean())
+                for o in outcomes
+                for t, thr in zip(thresholds.tags, thresholds.values)
+            }
+            for j, a in enumerate(attr_names)
+        },
+        "reference": reference,
+        "self_transfer": self_transfer(outcomes, thresholds),
+    }
+
+
 @PIPELINES.register("semantic_adv")
 class SemanticAdvPipeline(Pipeline):
     Config = SemanticAdvPipelineConfig
@@ -853,25 +883,10 @@ class SemanticAdvPipeline(Pipeline):
             "attack": spec.attack.name + ("+strawman" if p.strawman else ""),
             "victim_label": p.victim_label or spec.victim.name,
             "defense": spec.defense.name,
-            "fprs": list(p.fprs),
-            "thresholds": thresholds.values,
             "settings": {g: setting_for(p, f) for f, g in zip(p.fprs, thresholds.tags)},
-            "attributes": names,
+            **result_tables(outcomes, scores, reference, thresholds, names),
             "num_pairs": len(pairs.source),
-            "asr": {g: {t: s["average"] for t, s in per.items()} for g, per in scores.items()},
-            "asr_instance": {g: {t: s["best"] for t, s in per.items()} for g, per in scores.items()},
-            "asr_worst": {g: {t: s["worst"] for t, s in per.items()} for g, per in scores.items()},
-            "asr_per_attribute": {
-                a: {
-                    f"g{o.tag}_t{t}": float((o.distances[:, j] < thr).float().mean())
-                    for o in outcomes
-                    for t, thr in zip(thresholds.tags, thresholds.values)
-                }
-                for j, a in enumerate(names)
-            },
-            "reference": reference,
             "transfer": transfer,
-            "self_transfer": self_transfer(outcomes, thresholds),
         }
         ctx.recorder.log(metrics)
         return metrics, extra
