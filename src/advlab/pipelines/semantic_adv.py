@@ -29,7 +29,8 @@ T-FPR = ``fprs[0]``; the same for every pair as ``attack/asr[_instance|_worst]_g
 ``attack/asr_<attribute>``; ``attack/ref_source``, ``attack/ref_recon``, ``attack/ref_edit_best`` (Table C's
 x0, G(x0, c), G(x0, c_new) (Best), at ``fprs[0]``; ``_t<T>`` for every T-FPR); ``transfer/asr_<id>_g<G>_t<T>``;
 ``clean/threshold_<FPR>``, ``clean/tar_<FPR>``, ``clean/far_<FPR>``; ``clean/false_accept``; ``attack/iters``
-(``_g<G>`` per G-FPR);
+(``_g<G>`` per G-FPR); mean distances to the target ``attack/dist_source``, ``attack/dist_edit[_best]``,
+``attack/dist_adv[_best]_g<G>`` (``_best``: the closest attribute per pair);
 ``defense/detector_clean`` / ``defense/detector_adv`` when the defense has a detector score.
 ``results.json`` keeps the full tables under ``semantic_adv`` (read by ``scripts/semanticadv_tables.py``).
 """
@@ -729,6 +730,15 @@ def metrics_of(
     ref0 = outcomes[0].reference
     if ref0 is not None and ref0.recon_mse is not None:
         m["attack/recon_mse"] = float(ref0.recon_mse.mean())
+    # mean distances to the target (how far the attack moved the embedding, against the thresholds)
+    for o in outcomes:
+        m[f"attack/dist_adv_g{o.tag}"] = float(o.distances.mean())
+        m[f"attack/dist_adv_best_g{o.tag}"] = float(o.distances.min(dim=1).values.mean())
+    if ref0 is not None:
+        m["attack/dist_source"] = float(ref0.source.mean())
+        if ref0.edit is not None:
+            m["attack/dist_edit"] = float(ref0.edit.mean())
+            m["attack/dist_edit_best"] = float(ref0.edit.min(dim=1).values.mean())
     if outcomes[0].detector is not None:
         m["defense/detector_adv"] = float(outcomes[0].detector.mean())
     return m
