@@ -357,8 +357,10 @@ def choose_thresholds(
     emb = embed(model, data, "dev", torch.arange(len(ids)), device)
     genuine, impostor = pair_distances(emb, ids, params.max_dev_pairs, torch.Generator().manual_seed(seed))
     values = given_thresholds(params) or [threshold_at_fpr(impostor, f) for f in params.fprs]
-    metrics = {}
     impostor = impostor.cpu()
+    metrics = {"clean/impostor_dist": float(impostor.mean())}
+    if genuine.numel():
+        metrics["clean/genuine_dist"] = float(genuine.mean())
     for f, t in zip(params.fprs, values):
         metrics[f"clean/threshold_{fpr_tag(f)}"] = t
         metrics[f"clean/tar_{fpr_tag(f)}"] = (
