@@ -11,30 +11,13 @@ resized back to ``W`` (bilinear) before the victim; the authors fed the 330x330 
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.mi_fgsm import MIFGSM, MIFGSMConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class DIFGSMConfig(MIFGSMConfig):
-    diversity_prob: float = 0.5
-    resize_rate: float = 330 / 299
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(
-            0 <= self.diversity_prob <= 1,
-            f"{key}.diversity_prob",
-            f"must be in [0, 1] (got {self.diversity_prob})",
-        )
-        check(self.resize_rate >= 1, f"{key}.resize_rate", f"must be >= 1 (got {self.resize_rate})")
+from advlab.attacks.configs import DIFGSMConfig  # noqa: F401
+from advlab.attacks.mi_fgsm import MIFGSM
 
 
 def resize_and_pad(x: Tensor, side: int, padded: int, top: int, left: int) -> Tensor:

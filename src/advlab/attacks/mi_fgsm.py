@@ -15,26 +15,11 @@ task's success rule (off by default: for transfer, continuing to the last step i
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class MIFGSMConfig(AttackConfig):
-    eps: float = 8 / 255
-    steps: int = 10
-    decay: float = 1.0  # mu, the momentum factor
-    early_stop: bool = False
-
-    def validate(self, key: str) -> None:
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.decay >= 0, f"{key}.decay", f"must be >= 0 (got {self.decay})")
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import MIFGSMConfig  # noqa: F401
 
 
 @ATTACKS.register("mi_fgsm")

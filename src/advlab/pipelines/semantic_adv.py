@@ -58,133 +58,24 @@ from advlab.generators.stargan import (
     checkpoint_c_dim,
     load_generator_state,
 )
-from advlab.loops.stargan_fit import GANTrainConfig, fit_stargan
-from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
-from advlab.registry import check
+from advlab.loops.stargan_fit import fit_stargan
+from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import (  # noqa: F401  (re-exported for callers of this module)
+    GFPRSetting,
+    SemanticAdvPipelineConfig,
+    StarGANConfig,
+    target_ids,
+)
 from advlab.tasks.verification import Verification, embedding_distance, pair_distances, threshold_at_fpr
-from advlab.utils import atomic_torch_save, atomic_write_text, file_lock, frozen, stable_hash
+from advlab.utils import frozen
 from advlab.victims.base import VICTIMS, load_state_dict_file
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 logger = logging.getLogger(__name__)
 GENERATOR_CACHE_FORMAT = 1
 PIXEL_ATTACKS = ("cw_l2", "mi_fgsm", "di_fgsm", "pgd")
-
-
-@dataclasses.dataclass
-class StarGANConfig:
-    conv_dim: int = 64
-    repeat_num: int = 6
-    d_conv_dim: int = 64
-    d_repeat_num: int = 6
-    checkpoint: str | None = None  # a published/pre-trained generator state_dict (skips training)
-    #: the attributes the generator was trained with, in order (checked against dataset.attributes); None = the
-    #: dataset's
-    attributes: list[str] | None = None
-
-    def validate(self, key: str) -> None:
-        check(self.conv_dim >= 4 and self.d_conv_dim >= 4, key, "conv_dim and d_conv_dim must be >= 4")
-        check(
-            self.repeat_num >= 1 and self.d_repeat_num >= 1, key, "repeat_num and d_repeat_num must be >= 1"
-        )
-
-
-@dataclasses.dataclass
-class GFPRSetting:
-    """The optimiser settings used at one generating FPR (the paper's appendix: 200 steps at lr 0.05 when
-    G-FPR <= 1e-4, otherwise up to 500 steps at lr 0.01); ``None`` keeps the attack's own value."""
-
-    fpr: float = 1e-3
-    steps: int | None = None
-    lr: float | None = None
-
-
-@dataclasses.dataclass
-class SemanticAdvPipelineConfig(PipelineConfig):
-    generator: StarGANConfig = dataclasses.field(default_factory=StarGANConfig)
-    gan_train: GANTrainConfig = dataclasses.field(default_factory=GANTrainConfig)
-    fprs: list[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-4, 1e-4])
-    thresholds: list[float] | None = None  # given distance thresholds, one per FPR (else chosen on dev)
-    threshold_distance: str = (
-        "l2"  # l2 | squared_l2: the unit of `thresholds` (squared_l2: the official code)
-    )
-    per_fpr: list[GFPRSetting] = dataclasses.field(default_factory=list)  # steps / lr per G-FPR
-    max_dev_pairs: int = 2_000_000
-    num_pairs: int = 100
-    pair_seed: int = 0
-    batch_size: int = 16  # source images per attack batch (x the number of attributes)
-    grid_examples: int = 6
-    victim_label: str | None = None  # the generating model's id in the transfer table (None = victim.name)
-    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim nodes (+ optional label)
-    adaptive: bool = False  # attack through the defense (True) or the bare victim, scored through it (False)
-    strawman: bool = False  # pixel attack on G(x', c_new) per attribute (Table H's StrawMan [CW + x_new])
-    strawman_recon_steps: int = 300  # the StrawMan's reconstruction pre-step (SemanticAdv's)
-
-    def validate(self, key: str) -> None:
-        check(len(self.fprs) >= 1, f"{key}.fprs", "must list at least one FPR")
-        check(all(0 < f < 1 for f in self.fprs), f"{key}.fprs", f"must be in (0, 1) (got {self.fprs})")
-        check(len(set(self.fprs)) == len(self.fprs), f"{key}.fprs", f"has duplicates ({self.fprs})")
-        check(
-            self.threshold_distance in ("l2", "squared_l2"),
-            f"{key}.threshold_distance",
-            f"must be l2 or squared_l2 (got '{self.threshold_distance}')",
-        )
-        if self.thresholds is not None:
-            check(
-                len(self.thresholds) == len(self.fprs),
-                f"{key}.thresholds",
-                f"needs one threshold per FPR ({len(self.fprs)}), got {len(self.thresholds)}",
-            )
-            top = 2 if self.threshold_distance == "l2" else 4
-            check(
-                all(0 < t <= top for t in self.thresholds),
-                f"{key}.thresholds",
-                f"must be in (0, {top}] for {self.threshold_distance} distances (got {self.thresholds})",
-            )
-        for i, s in enumerate(self.per_fpr):
-            where = f"{key}.per_fpr[{i}]"
-            check(
-                any(math.isclose(s.fpr, f) for f in self.fprs),
-                f"{where}.fpr",
-                f"{s.fpr} is not one of pipeline.fprs {self.fprs}",
-            )
-            check(s.steps is None or s.steps >= 1, f"{where}.steps", f"must be >= 1 (got {s.steps})")
-            check(s.lr is None or s.lr > 0, f"{where}.lr", f"must be > 0 (got {s.lr})")
-        check(self.num_pairs >= 1, f"{key}.num_pairs", "must be >= 1")
-        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
-        check(self.max_dev_pairs >= 1, f"{key}.max_dev_pairs", "must be >= 1")
-        check(self.grid_examples >= 0, f"{key}.grid_examples", "must be >= 0")
-        check(self.strawman_recon_steps >= 0, f"{key}.strawman_recon_steps", "must be >= 0")
-        for i, node in enumerate(self.transfer_victims):
-            check(
-                isinstance(node, dict) and "name" in node,
-                f"{key}.transfer_victims[{i}]",
-                "must be a victim node with a name, e.g. {name: face_resnet50, checkpoint: r50s.pt, label: R-50-S}",
-            )
-        ids = target_ids(self.transfer_victims)
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        check(
-            not dup,
-            f"{key}.transfer_victims",
-            f"labels {dup} are used twice; give every target its own label",
-        )
-        self.generator.validate(f"{key}.generator")
-        self.gan_train.validate(f"{key}.gan_train")
-
-
-def target_ids(nodes: list[Any]) -> list[str]:
-    """Unique ids of the transfer targets: ``label`` when given, else the victim name, suffixed ``_<index>``
-    when several unlabelled targets share that name."""
-    names = [str(n.get("name")) for n in nodes]
-    out = []
-    for i, n in enumerate(nodes):
-        if n.get("label") is not None:
-            out.append(str(n["label"]))
-        else:
-            out.append(names[i] if names.count(names[i]) == 1 else f"{names[i]}_{i}")
-    return out
 
 
 def fpr_tag(fpr: float) -> str:
@@ -292,38 +183,32 @@ def prepare_generator(
         "attributes": attrs,
         "seed": spec.seed,
     }
-    key = stable_hash(key_parts)
-    path = spec.cache_dir / "generators" / f"{spec.dataset.name}-stargan-{key}.pt"
-    with file_lock(path.with_suffix(".lock")):
-        if path.is_file():
-            load_generator_state(net, torch.load(path, map_location="cpu", weights_only=True), str(path))
-            logger.info(f"loaded cached generator {path} (training skipped)")
-            info = {"source": "cache", "path": str(path), "key": key}
-        else:
-            logger.info(f"training StarGAN on {spec.dataset.name} ({len(attrs)} attributes); cache: {path}")
-            t0 = time.perf_counter()
-            h = data.info.image_shape[1]
-            disc = StarGANDiscriminator(h, len(attrs), gcfg.d_conv_dim, gcfg.d_repeat_num)
-            torch.manual_seed(spec.seed)
-            net = build_generator(params, len(attrs))
-            resume = path.with_suffix(".resume.pt")
-            fit_stargan(net, disc, data, params.gan_train, spec.device, spec.seed, resume, ctx.recorder.log)
-            atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, path)
-            atomic_write_text(path.with_suffix(".json"), stable_json(key_parts))
-            resume.unlink(missing_ok=True)
-            info = {
-                "source": "trained",
-                "path": str(path),
-                "key": key,
-                "train_time_s": round(time.perf_counter() - t0, 2),
-            }
+    cache = ctx.cache
+    artifact = cache.artifact("generators", f"{spec.dataset.name}-stargan", key_parts)
+    t0 = time.perf_counter()
+
+    def train(resume_path: Path) -> dict[str, Tensor]:
+        logger.info(
+            f"training StarGAN on {spec.dataset.name} ({len(attrs)} attributes); cache: {artifact.path}"
+        )
+        h = data.info.image_shape[1]
+        disc = StarGANDiscriminator(h, len(attrs), gcfg.d_conv_dim, gcfg.d_repeat_num)
+        torch.manual_seed(spec.seed)
+        trained = build_generator(params, len(attrs))
+        fit_stargan(
+            trained, disc, data, params.gan_train, spec.device, spec.seed, resume_path, ctx.recorder.log
+        )
+        return {k: v.cpu() for k, v in trained.state_dict().items()}
+
+    # the StarGAN loop is single-process: under torchrun rank 0 trains, the other ranks wait and load
+    weights, cached = cache.load_or_build(artifact, train)
+    load_generator_state(net, weights, str(artifact.path))
+    info = {"source": "cache" if cached else "trained", "path": str(artifact.path), "key": artifact.key}
+    if cached:
+        logger.info(f"loaded cached generator {artifact.path} (training skipped)")
+    else:
+        info["train_time_s"] = round(time.perf_counter() - t0, 2)
     return AttributeGenerator(net, feature_layer).to(spec.device).eval(), info
-
-
-def stable_json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)
 
 
 # ---- stages 2-3: thresholds and pairs ---------------------------------------------------------------------
@@ -927,7 +812,4 @@ class SemanticAdvPipeline(Pipeline):
 def target_spec(ctx: RunContext, node: Any, index: int):
     """The run's spec with the victim *replaced* by a transfer target's node (its ``label`` is the pipeline's,
     not the victim's): the target's own keys and defaults, nothing inherited from the run's victim node."""
-    victim = VICTIMS.parse(
-        {k: v for k, v in dict(node).items() if k != "label"}, f"pipeline.transfer_victims[{index}]"
-    )
-    return dataclasses.replace(ctx.spec, victim=victim)
+    return ctx.spec_with(victim={k: v for k, v in dict(node).items() if k != "label"})

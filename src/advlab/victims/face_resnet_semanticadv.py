@@ -18,7 +18,6 @@ counters may be absent (files written before PyTorch 0.4.1 have none; they do no
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -29,8 +28,8 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import ComponentConfig, check
 from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.configs import FaceResNet101SemanticAdvConfig  # noqa: F401
 
 #: the released model's input size and embedding size (fixed by its fc layer)
 INPUT_SIZE = 112
@@ -59,17 +58,6 @@ class SemanticAdvResNet(ResNet):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return F.normalize(self.fc(x.flatten(1)), dim=1)
-
-
-@dataclasses.dataclass
-class FaceResNet101SemanticAdvConfig(ComponentConfig):
-    checkpoint: str | None = None  # res101_softmax.pth.tar as downloaded
-    mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.25, 0.25])  # (x - 0.5) * 4
-
-    def validate(self, key: str) -> None:
-        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
-        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
 
 
 def released_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -1,0 +1,232 @@
+"""The pipeline configs: every parameter dataclass of ``advlab.pipelines``, with its checks.
+
+Importable without torch (or any model library), so that a command line is validated in full before
+anything heavy is imported; the implementations import their config from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from advlab.attacks.configs import ATTACKS
+from advlab.errors import ConfigError
+from advlab.loops.configs import GANTrainConfig
+from advlab.metrics.corruption import CORRUPTIONS
+from advlab.registry import ComponentConfig, Registry, check
+
+
+@dataclasses.dataclass
+class ASLPARPipelineConfig(ComponentConfig):
+    attribute_table: bool = True  # write attributes.md (per-attribute mA of every phase)
+    require_perturbation: bool = False  # transfer runs: attack.perturbation_path must be given
+
+
+@dataclasses.dataclass
+class PipelineConfig(ComponentConfig):
+    pass
+
+
+@dataclasses.dataclass
+class CorruptionSuiteConfig:
+    enabled: bool = True
+    source: str = "generate"  # generate (imagecorruptions, any dataset) | npy (CIFAR-10-C layout under root)
+    root: str | None = None
+    names: list[str] = dataclasses.field(default_factory=lambda: list(CORRUPTIONS))
+    severities: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5])
+    num_examples: int | None = None  # first N test images per corruption/severity (null = all)
+    batch_size: int = 256
+
+
+@dataclasses.dataclass
+class BaselineConfig:
+    model: str | None = None  # a model of this suite, or of the results file below
+    results: str | None = None  # results.json of another robustness_suite run
+    checkpoint: str | None = None  # a victim state_dict (architecture: the run's victim + victim_overrides)
+    victim_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class StarGANConfig:
+    conv_dim: int = 128  # SemanticAdv's StarGAN: conv_dim 128, 6 residual blocks (Choi et al. 2018 use 64)
+    repeat_num: int = 6
+    d_conv_dim: int = 64
+    d_repeat_num: int = 4  # CelebA at 112 px: 112 = 7 * 2^4
+    checkpoint: str | None = None  # a published/pre-trained generator state_dict (skips training)
+    #: the attributes the generator was trained with, in order (checked against dataset.attributes); None = the
+    #: dataset's
+    attributes: list[str] | None = None
+
+    def validate(self, key: str) -> None:
+        check(self.conv_dim >= 4 and self.d_conv_dim >= 4, key, "conv_dim and d_conv_dim must be >= 4")
+        check(
+            self.repeat_num >= 1 and self.d_repeat_num >= 1, key, "repeat_num and d_repeat_num must be >= 1"
+        )
+
+
+@dataclasses.dataclass
+class RobustnessSuiteConfig(PipelineConfig):
+    models: dict[str, Any] = dataclasses.field(default_factory=dict)
+    attacks: dict[str, Any] = dataclasses.field(default_factory=dict)
+    num_examples: int | None = None  # test images attacked per model (null = eval.num_examples)
+    union: list[str] | None = None  # attacks that make up adv/union (null = all of them)
+    corruption: CorruptionSuiteConfig = dataclasses.field(default_factory=CorruptionSuiteConfig)
+    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
+
+    def validate(self, key: str) -> None:
+        check(len(self.models) > 0, f"{key}.models", "list at least one model ({name: overrides})")
+        for name in [*self.models, *self.attacks]:
+            check(
+                "/" not in name and name not in ("union",),
+                f"{key}",
+                f"'{name}' cannot be a model/attack name",
+            )
+        if self.union is not None:
+            unknown_u = sorted(set(self.union) - set(self.attacks))
+            check(
+                not unknown_u, f"{key}.union", f"{unknown_u} not in pipeline.attacks ({list(self.attacks)})"
+            )
+        for name, node in self.attacks.items():
+            parsed = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
+            check(parsed.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
+        c = self.corruption
+        check(c.source in ("generate", "npy"), f"{key}.corruption.source", "must be generate or npy")
+        unknown = sorted(set(c.names) - set(CORRUPTIONS))
+        check(
+            not unknown, f"{key}.corruption.names", f"unknown {unknown}; available: {', '.join(CORRUPTIONS)}"
+        )
+        check(all(1 <= s <= 5 for s in c.severities) and c.severities, f"{key}.corruption.severities", "1..5")
+        if c.enabled and c.source == "npy":
+            check(c.root is not None, f"{key}.corruption.root", "set the CIFAR-10-C folder for source=npy")
+        b = self.baseline
+        chosen = [n for n, v in (("results", b.results), ("checkpoint", b.checkpoint)) if v]
+        check(len(chosen) <= 1, f"{key}.baseline", "set at most one of results / checkpoint")
+        if not chosen and b.model is not None:
+            check(
+                b.model in self.models, f"{key}.baseline.model", f"'{b.model}' is not in {list(self.models)}"
+            )
+        for name, path in (("results", b.results), ("checkpoint", b.checkpoint)):
+            if path and not Path(os.path.expanduser(path)).is_file():
+                raise ConfigError(f"{key}.baseline.{name}: file '{path}' does not exist")
+
+
+@dataclasses.dataclass
+class GFPRSetting:
+    """The optimiser settings used at one generating FPR (the paper's appendix: 200 steps at lr 0.05 when
+    G-FPR <= 1e-4, otherwise up to 500 steps at lr 0.01); ``None`` keeps the attack's own value."""
+
+    fpr: float = 1e-3
+    steps: int | None = None
+    lr: float | None = None
+
+
+@dataclasses.dataclass
+class SemanticAdvPipelineConfig(PipelineConfig):
+    generator: StarGANConfig = dataclasses.field(default_factory=StarGANConfig)
+    gan_train: GANTrainConfig = dataclasses.field(default_factory=GANTrainConfig)
+    fprs: list[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-4, 1e-4])
+    thresholds: list[float] | None = None  # given distance thresholds, one per FPR (else chosen on dev)
+    threshold_distance: str = (
+        "l2"  # l2 | squared_l2: the unit of `thresholds` (squared_l2: the official code)
+    )
+    per_fpr: list[GFPRSetting] = dataclasses.field(default_factory=list)  # steps / lr per G-FPR
+    max_dev_pairs: int = 2_000_000
+    num_pairs: int = 100
+    pair_seed: int = 0
+    batch_size: int = 16  # source images per attack batch (x the number of attributes)
+    grid_examples: int = 6
+    victim_label: str | None = None  # the generating model's id in the transfer table (None = victim.name)
+    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim nodes (+ optional label)
+    adaptive: bool = False  # attack through the defense (True) or the bare victim, scored through it (False)
+    strawman: bool = False  # pixel attack on G(x', c_new) per attribute (Table H's StrawMan [CW + x_new])
+    strawman_recon_steps: int = 300  # the StrawMan's reconstruction pre-step (SemanticAdv's)
+
+    def validate(self, key: str) -> None:
+        check(len(self.fprs) >= 1, f"{key}.fprs", "must list at least one FPR")
+        check(all(0 < f < 1 for f in self.fprs), f"{key}.fprs", f"must be in (0, 1) (got {self.fprs})")
+        check(len(set(self.fprs)) == len(self.fprs), f"{key}.fprs", f"has duplicates ({self.fprs})")
+        check(
+            self.threshold_distance in ("l2", "squared_l2"),
+            f"{key}.threshold_distance",
+            f"must be l2 or squared_l2 (got '{self.threshold_distance}')",
+        )
+        if self.thresholds is not None:
+            check(
+                len(self.thresholds) == len(self.fprs),
+                f"{key}.thresholds",
+                f"needs one threshold per FPR ({len(self.fprs)}), got {len(self.thresholds)}",
+            )
+            top = 2 if self.threshold_distance == "l2" else 4
+            check(
+                all(0 < t <= top for t in self.thresholds),
+                f"{key}.thresholds",
+                f"must be in (0, {top}] for {self.threshold_distance} distances (got {self.thresholds})",
+            )
+        for i, s in enumerate(self.per_fpr):
+            where = f"{key}.per_fpr[{i}]"
+            check(
+                any(math.isclose(s.fpr, f) for f in self.fprs),
+                f"{where}.fpr",
+                f"{s.fpr} is not one of pipeline.fprs {self.fprs}",
+            )
+            check(s.steps is None or s.steps >= 1, f"{where}.steps", f"must be >= 1 (got {s.steps})")
+            check(s.lr is None or s.lr > 0, f"{where}.lr", f"must be > 0 (got {s.lr})")
+        check(self.num_pairs >= 1, f"{key}.num_pairs", "must be >= 1")
+        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        check(self.max_dev_pairs >= 1, f"{key}.max_dev_pairs", "must be >= 1")
+        check(self.grid_examples >= 0, f"{key}.grid_examples", "must be >= 0")
+        check(self.strawman_recon_steps >= 0, f"{key}.strawman_recon_steps", "must be >= 0")
+        for i, node in enumerate(self.transfer_victims):
+            check(
+                isinstance(node, dict) and "name" in node,
+                f"{key}.transfer_victims[{i}]",
+                "must be a victim node with a name, e.g. {name: face_resnet50, checkpoint: r50s.pt, label: R-50-S}",
+            )
+        ids = target_ids(self.transfer_victims)
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        check(
+            not dup,
+            f"{key}.transfer_victims",
+            f"labels {dup} are used twice; give every target its own label",
+        )
+        self.generator.validate(f"{key}.generator")
+        self.gan_train.validate(f"{key}.gan_train")
+
+
+def target_ids(nodes: list[Any]) -> list[str]:
+    """Unique ids of the transfer targets: ``label`` when given, else the victim name, suffixed ``_<index>``
+    when several unlabelled targets share that name."""
+    names = [str(n.get("name")) for n in nodes]
+    out = []
+    for i, n in enumerate(nodes):
+        if n.get("label") is not None:
+            out.append(str(n["label"]))
+        else:
+            out.append(names[i] if names.count(names[i]) == 1 else f"{names[i]}_{i}")
+    return out
+
+
+@dataclasses.dataclass
+class TransferConfig(PipelineConfig):
+    targets: list[str] = dataclasses.field(default_factory=list)  # victim config names
+    target_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> victim keys
+    patches: dict[str, str] = dataclasses.field(default_factory=dict)  # source name -> perturbation.pt
+    source: str | None = None  # name of attack.perturbation_path's source when `patches` is empty
+    metric: str = "mIoU"  # the matrix's metric (any of the task's metrics)
+
+    def validate(self, key: str) -> None:
+        check(len(self.targets) >= 1, f"{key}.targets", "list at least one victim (conf/victim/<name>.yaml)")
+        for source, path in self.patches.items():
+            p = Path(os.path.expanduser(str(path)))
+            check(p.is_file(), f"{key}.patches.{source}", f"file '{p}' does not exist")
+
+
+PIPELINES: Registry = Registry("pipeline", "pipeline")
+#: name -> (implementing module, config): the implementation is imported on first use
+PIPELINES.declare("asl_par", "advlab.pipelines.asl_par", ASLPARPipelineConfig)
+PIPELINES.declare("robustness_suite", "advlab.pipelines.robustness_suite", RobustnessSuiteConfig)
+PIPELINES.declare("semantic_adv", "advlab.pipelines.semantic_adv", SemanticAdvPipelineConfig)
+PIPELINES.declare("standard", "advlab.pipelines.standard", PipelineConfig)
+PIPELINES.declare("transfer", "advlab.pipelines.transfer", TransferConfig)
