@@ -1,7 +1,7 @@
 """Carlini & Wagner L2 (2017): minimise ``w * ||x' - x||_2^2 + c * max(margin(x'), -kappa)`` over
 ``x' = (tanh(w) + 1) / 2`` (the box constraint by change of variables) with Adam, and a per-example binary
-search on the constant ``c``; ``w`` is ``distortion_weight`` (1 in C&W; SemanticAdv's baseline weights its pixel
-reconstruction term by 5). The margin comes from the task (negative exactly when the attack succeeds), so
+search on the constant ``c``. ``w`` is ``distortion_weight`` (1 in C&W; SemanticAdv's baseline weights its
+pixel reconstruction term by 5). The margin comes from the task (negative exactly when the attack succeeds), so
 the same code serves untargeted and targeted goals on any task that defines one. Returns, per example, the
 successful image with the smallest L2 over all binary-search steps, or the clean image if none succeeded.
 """
