@@ -65,6 +65,17 @@ class FaceResNetConfig(VictimConfig):
 
 
 @dataclasses.dataclass
+class FaceResNet101SemanticAdvConfig(VictimConfig):
+    checkpoint: str | None = None  # res101_softmax.pth.tar as downloaded
+    mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.25, 0.25])  # (x - 0.5) * 4
+
+    def validate(self, key: str) -> None:
+        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
+        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+
+
+@dataclasses.dataclass
 class MMSegConfig(VictimConfig):
     config: str = "???"  # a config shipped in mmseg/.mim/configs (relative) or a config file path
     cfg_options: dict[str, Any] = dataclasses.field(
@@ -324,6 +335,9 @@ VICTIMS: Registry = Registry("victim", "victim")
 VICTIMS.declare("clip_mlp", "advlab.victims.clip_mlp", CLIPMLPConfig)
 VICTIMS.declare("face_resnet101", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare("face_resnet50", "advlab.victims.face_resnet", FaceResNetConfig)
+VICTIMS.declare(
+    "face_resnet101_semanticadv", "advlab.victims.face_resnet_semanticadv", FaceResNet101SemanticAdvConfig
+)
 VICTIMS.declare("par_resnet", "advlab.victims.par_baseline", PARResNetConfig)
 VICTIMS.declare("promptpar", "advlab.victims.promptpar", PromptPARConfig)
 VICTIMS.declare("mambapar", "advlab.victims.mambapar", MambaPARConfig)
