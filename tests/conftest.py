@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from omegaconf import DictConfig
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # `make test` runs one pytest worker per core (pytest-xdist): one thread each, for the workers and the
+    # runs they start in subprocesses, instead of every worker using every core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the thread setting above)
+from omegaconf import DictConfig  # noqa: E402
 
 from advlab.config_files import compose_config
 
