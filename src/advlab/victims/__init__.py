@@ -1,4 +1,5 @@
 from advlab.victims import (  # noqa: F401  (registers)
+    alexnet_cifar,
     clip_mlp,
     face_resnet,
     mmseg,
