@@ -45,7 +45,10 @@ class TrainConfig:
     schedule: str = "cosine"  # none | cosine | multistep
     milestones: list[int] = dataclasses.field(default_factory=list)  # multistep epochs (x0.1 at each)
     warmup_epochs: int = 0
-    grad_clip: float | None = None
+    grad_clip: float | None = None  # clip the gradient's global L2 norm
+    grad_clip_value: float | None = (
+        None  # clip every gradient entry to [-v, v] (the PAT authors' trainer: 1.0)
+    )
     sync_bn: bool = True  # distributed training on GPUs: BatchNorm statistics over the global batch
 
     def validate(self, key: str) -> None:
@@ -63,6 +66,9 @@ class TrainConfig:
             f"must be none, cosine or multistep (got '{self.schedule}')",
         )
         check(0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs", "must be in [0, epochs)")
+        for name in ("grad_clip", "grad_clip_value"):
+            value = getattr(self, name)
+            check(value is None or value > 0, f"{key}.{name}", f"must be > 0 or null (got {value})")
 
 
 def make_optimizer(params: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -156,8 +162,7 @@ def fit(
                 group["lr"] = base * factor
             x, y = defense.training_batch(model, x, y)
             model.train()
-            outputs = net(x)
-            loss = task.loss(outputs, y)
+            outputs, loss = defense.training_loss(net, x, y)
             if not torch.isfinite(loss):
                 raise AdvlabError(
                     f"train: loss is {loss.item()} at epoch {epoch + 1}, step {i + 1}; lower train.lr "
@@ -167,6 +172,8 @@ def fit(
             loss.backward()
             if params.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            if params.grad_clip_value:
+                torch.nn.utils.clip_grad_value_(model.parameters(), params.grad_clip_value)
             optimizer.step()
             meter.add("loss", loss.detach().expand(x.shape[0]))
             task.update_metrics(meter, outputs.detach(), y)

@@ -15,8 +15,13 @@ comparison. Config (``conf/pipeline/robustness_suite.yaml``; experiments fill it
   dataset) or read from ``<corruption>.npy`` files (``source: npy``, CIFAR-10-C). Records
   ``<model>/corruption/<name>/err`` (mean over severities), ``<model>/corruption/clean_err`` and, against the
   ``baseline``, ``<model>/corruption/mCE`` and ``<model>/corruption/rel_mCE``.
-* ``baseline``: the model whose errors normalise mCE: one of the suite's models (``model``), a model of
-  another suite run's ``results.json`` (``results`` + ``model``), or a victim ``checkpoint``.
+* ``baseline``: the model whose errors normalise mCE: one of the suite's models or of ``baselines``
+  (``model``), a model of another suite run's ``results.json`` (``results`` + ``model``), or a victim
+  ``checkpoint``.
+* ``baselines``: ``{name: overrides}`` like ``models``, for models prepared only to normalise the corruption
+  errors (not attacked, not in the robustness table), e.g. the paper's AlexNet:
+  ``baselines: {alexnet: {victim: {name: alexnet_cifar}}}`` with ``baseline.model: alexnet`` -- trained by advlab
+  (cached) or loaded (``pipeline.baselines.alexnet.victim.checkpoint=<the authors' alexnet_cifar.pt>``).
 
 The run folder gets ``robustness_table.md/.csv`` (models x attacks) and ``corruption_table.md/.csv``. The suite
 is resumable: every finished (model, attack) and (model, corruptions) result is saved to ``suite_state.pt``.
@@ -63,7 +68,7 @@ class CorruptionSuiteConfig:
 
 @dataclasses.dataclass
 class BaselineConfig:
-    model: str | None = None  # a model of this suite, or of the results file below
+    model: str | None = None  # a model of this suite or of pipeline.baselines, or of the results file below
     results: str | None = None  # results.json of another robustness_suite run
     checkpoint: str | None = None  # a victim state_dict (architecture: the run's victim + victim_overrides)
     victim_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -77,10 +82,15 @@ class RobustnessSuiteConfig(PipelineConfig):
     union: list[str] | None = None  # attacks that make up adv/union (null = all of them)
     corruption: CorruptionSuiteConfig = dataclasses.field(default_factory=CorruptionSuiteConfig)
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
+    baselines: dict[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # normalising models: {name: overrides}
 
     def validate(self, key: str) -> None:
         check(len(self.models) > 0, f"{key}.models", "list at least one model ({name: overrides})")
-        for name in [*self.models, *self.attacks]:
+        clash = sorted(set(self.baselines) & set(self.models))
+        check(not clash, f"{key}.baselines", f"{clash} are already names of pipeline.models")
+        for name in [*self.models, *self.attacks, *self.baselines]:
             check(
                 "/" not in name and name not in ("union",),
                 f"{key}",
@@ -108,7 +118,10 @@ class RobustnessSuiteConfig(PipelineConfig):
         check(len(chosen) <= 1, f"{key}.baseline", "set at most one of results / checkpoint")
         if not chosen and b.model is not None:
             check(
-                b.model in self.models, f"{key}.baseline.model", f"'{b.model}' is not in {list(self.models)}"
+                b.model in self.models or b.model in self.baselines,
+                f"{key}.baseline.model",
+                f"'{b.model}' is neither in pipeline.models {list(self.models)} nor in pipeline.baselines "
+                f"{list(self.baselines)}",
             )
         for name, path in (("results", b.results), ("checkpoint", b.checkpoint)):
             if path and not Path(os.path.expanduser(path)).is_file():
@@ -141,11 +154,12 @@ class RobustnessSuite(Pipeline):
     Config = RobustnessSuiteConfig
 
     def check(self, ctx: RunContext) -> None:
-        for name, overrides in self.params.models.items():
-            try:
-                model_spec(ctx, overrides)
-            except ConfigError as exc:
-                raise ConfigError(f"pipeline.models.{name}: {exc}") from None
+        for group in ("models", "baselines"):
+            for name, overrides in getattr(self.params, group).items():
+                try:
+                    model_spec(ctx, overrides)
+                except ConfigError as exc:
+                    raise ConfigError(f"pipeline.{group}.{name}: {exc}") from None
 
     # ---- state ---------------------------------------------------------------------------------------
     def _save(self, ctx: RunContext, state: dict) -> None:
@@ -273,13 +287,14 @@ class RobustnessSuite(Pipeline):
         extra: dict[str, Any] = {"victims": victims}
         if p.corruption.enabled:
             baseline = self._baseline(ctx, state, sources)
-            for mname, res in state["corruptions"].items():
-                if mname not in p.models:
-                    continue
+            scored = [m for m in state["corruptions"] if m in p.models]
+            for mname, res in [(m, state["corruptions"][m]) for m in scored] + (
+                [(baseline["name"], baseline)] if baseline is not None and "name" in baseline else []
+            ):
                 for c, errs in res["errors"].items():
                     metrics[f"{mname}/corruption/{c}/err"] = sum(errs) / len(errs)
                 metrics[f"{mname}/corruption/clean_err"] = res["clean"]
-                if baseline is not None:
+                if baseline is not None and mname in p.models:
                     metrics[f"{mname}/corruption/mCE"] = mce(res["errors"], baseline["errors"])
                     metrics[f"{mname}/corruption/rel_mCE"] = relative_mce(
                         res["errors"], res["clean"], baseline["errors"], baseline["clean"]
@@ -338,6 +353,21 @@ class RobustnessSuite(Pipeline):
                 )
                 self._save(ctx, state)
             return state["corruptions"]["__baseline__"]
+        if b.model in self.params.baselines:
+            key = f"__baseline__/{b.model}"
+            if key not in state["corruptions"]:
+                bspec = model_spec(ctx, self.params.baselines[b.model])
+                parts = ctx.build(bspec)
+                victim, _ = ctx.prepare_victim(parts, bspec)
+                model = parts.defense.wrap(victim).to(bspec.device).eval()
+                dkey = json.dumps(dataclasses.asdict(bspec.dataset), sort_keys=True, default=str)
+                src = sources.get(dkey) or self._corruption_source(ctx, bspec, parts.data)
+                logger.info(f"baseline {b.model}: common corruptions")
+                state["corruptions"][key] = self.corruption_errors(
+                    ctx, model, parts.task, src, self._clean_for(src, parts.data)
+                )
+                self._save(ctx, state)
+            return {**state["corruptions"][key], "name": b.model}
         if b.model:
             return state["corruptions"][b.model]
         return None
