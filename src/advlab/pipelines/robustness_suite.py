@@ -12,7 +12,8 @@ comparison. Config (``conf/pipeline/robustness_suite.yaml``; experiments fill it
   ``<model>/attack/<attack>/*``) are recorded, plus ``<model>/adv/union/acc``: the share of test images the
   model classifies correctly under *every* attack (the paper's union accuracy).
 * ``corruption``: the 15 common corruptions x severities, generated on the fly (``source: generate``, any
-  dataset) or read from ``<corruption>.npy`` files (``source: npy``, CIFAR-10-C). Records
+  dataset), read from ``<corruption>.npy`` files (``source: npy``, CIFAR-10-C) or from the released ImageNet-C
+  folders for the dataset's classes (``source: imagenet_c``, ``dataset=imagenet100``). Records
   ``<model>/corruption/<name>/err`` (mean over severities), ``<model>/corruption/clean_err`` and, against the
   ``baseline``, ``<model>/corruption/mCE`` and ``<model>/corruption/rel_mCE``.
 * ``baseline``: the model whose errors normalise mCE: one of the suite's models or of ``baselines``
@@ -42,6 +43,7 @@ from omegaconf import OmegaConf
 
 from advlab.attacks.base import ATTACKS, NoAttack
 from advlab.data.cifar10c import GeneratedCorruptions, NpyCorruptions
+from advlab.data.imagenet_c import ImageNetCFolders
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
 from advlab.metrics.corruption import CORRUPTIONS, mce, relative_mce
@@ -58,7 +60,9 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class CorruptionSuiteConfig:
     enabled: bool = True
-    source: str = "generate"  # generate (imagecorruptions, any dataset) | npy (CIFAR-10-C layout under root)
+    source: str = (
+        "generate"  # generate (imagecorruptions) | npy (CIFAR-10-C under root) | imagenet_c (ImageNet-C)
+    )
     root: str | None = None
     names: list[str] = dataclasses.field(default_factory=lambda: list(CORRUPTIONS))
     severities: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -105,14 +109,21 @@ class RobustnessSuiteConfig(PipelineConfig):
             parsed = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
             check(parsed.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
         c = self.corruption
-        check(c.source in ("generate", "npy"), f"{key}.corruption.source", "must be generate or npy")
+        check(
+            c.source in ("generate", "npy", "imagenet_c"),
+            f"{key}.corruption.source",
+            f"must be generate, npy or imagenet_c (got '{c.source}')",
+        )
         unknown = sorted(set(c.names) - set(CORRUPTIONS))
         check(
             not unknown, f"{key}.corruption.names", f"unknown {unknown}; available: {', '.join(CORRUPTIONS)}"
         )
         check(all(1 <= s <= 5 for s in c.severities) and c.severities, f"{key}.corruption.severities", "1..5")
-        if c.enabled and c.source == "npy":
-            check(c.root is not None, f"{key}.corruption.root", "set the CIFAR-10-C folder for source=npy")
+        if c.enabled and c.source in ("npy", "imagenet_c"):
+            what = "CIFAR-10-C" if c.source == "npy" else "ImageNet-C"
+            check(
+                c.root is not None, f"{key}.corruption.root", f"set the {what} folder for source={c.source}"
+            )
         b = self.baseline
         chosen = [n for n, v in (("results", b.results), ("checkpoint", b.checkpoint)) if v]
         check(len(chosen) <= 1, f"{key}.baseline", "set at most one of results / checkpoint")
@@ -177,6 +188,15 @@ class RobustnessSuite(Pipeline):
         c = self.params.corruption
         if c.source == "npy":
             return NpyCorruptions(c.root, list(c.names), c.num_examples)
+        if c.source == "imagenet_c":
+            if not hasattr(data, "classes") or not hasattr(data, "test_transform"):
+                raise ConfigError(
+                    f"pipeline.corruption.source=imagenet_c reads ImageNet-C for an ImageNet dataset's classes "
+                    f"(dataset=imagenet100), not dataset={spec.dataset.name}"
+                )
+            return ImageNetCFolders(
+                c.root, list(c.names), list(c.severities), data.classes, data.test_transform(), c.num_examples
+            )
         x, y = _stack(data.dataset("test"))
         if c.num_examples is not None:
             x, y = x[: c.num_examples], y[: c.num_examples]
@@ -314,6 +334,8 @@ class RobustnessSuite(Pipeline):
     def _clean_for(self, source, data):
         if isinstance(source, GeneratedCorruptions):
             return source.x, source.y
+        if isinstance(source, ImageNetCFolders):
+            return source.clean(data.root / "val")
         x, y = _stack(data.dataset("test"))
         n = len(source.labels) // 5 if len(source.labels) % 5 == 0 and len(source.labels) > len(y) else len(y)
         k = min(len(y), n if source.limit is None else min(n, source.limit))

@@ -1,0 +1,76 @@
+"""The robustness suite's normalising baselines (``pipeline.baselines``): the paper's AlexNet as a model outside
+the table, trained by advlab or read from the authors' ``alexnet_cifar.pt``; relative mCE against it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_cfg
+from pat_helpers import alexnet_cifar_keys, alexnet_feature_model_layout, alexnet_reference
+
+from advlab.metrics.corruption import mce, relative_mce
+
+SUITE = (
+    "experiment=pat_digits",
+    "device=cpu",
+    "dataset.channels=3",
+    "dataset.size=32",
+    "train.epochs=1",
+    *(
+        f"~pipeline.attacks.{a}"
+        for a in ("autoattack_linf", "autoattack_l2", "stadv", "recoloradv", "jpeg_linf")
+    ),
+    "~pipeline.models.at",
+    "~pipeline.models.pat",
+    "pipeline.corruption.num_examples=48",
+    "pipeline.corruption.names=[gaussian_noise,contrast]",
+    "pipeline.corruption.severities=[1,5]",
+    "eval.grid_examples=0",
+)
+
+
+@pytest.mark.slow
+def test_relative_mce_is_normalised_by_an_alexnet_cifar_checkpoint_in_the_authors_layout(tmp_path):
+    from advlab.runner import run
+
+    sd = alexnet_cifar_keys(32, hidden=16, seed=11)
+    path = tmp_path / "alexnet_cifar.pt"
+    torch.save({"model": alexnet_feature_model_layout(sd)}, path)
+    res = run(
+        make_cfg(*SUITE, f"pipeline.baselines.alexnet.victim.checkpoint={path}", "pipeline.baselines.alexnet.victim.hidden=16"),
+        tmp_path / "run",
+    )  # fmt: skip
+    m, stored = res["metrics"], res["corruption_errors"]
+    base = stored["baseline"]
+    assert base["name"] == "alexnet" and "alexnet" not in stored["models"]
+    # the baseline's errors are those of the authors' network on the same corrupted images
+    from advlab.data.base import DATASETS
+    from advlab.runner import build_spec
+
+    spec = build_spec(make_cfg(*SUITE))
+    x, y = DATASETS.build(spec.dataset, spec.seed).dataset("test").tensors
+    with torch.no_grad():
+        clean_err = (alexnet_reference(sd, x[:48]).argmax(1) != y[:48]).float().mean().item()
+    assert base["clean"] == pytest.approx(clean_err)
+    assert m["alexnet/corruption/clean_err"] == pytest.approx(clean_err)
+    own = stored["models"]["undefended"]
+    assert m["undefended/corruption/mCE"] == pytest.approx(mce(own["errors"], base["errors"]))
+    assert m["undefended/corruption/rel_mCE"] == pytest.approx(
+        relative_mce(own["errors"], own["clean"], base["errors"], base["clean"])
+    )
+    assert "alexnet" not in (tmp_path / "run" / "robustness_table.md").read_text()
+
+
+def test_baselines_config_is_checked():
+    from advlab.errors import ConfigError
+    from advlab.runner import build_spec
+
+    cfg = make_cfg("experiment=pat_digits")
+    assert (
+        cfg.pipeline.baseline.model == "alexnet"
+        and cfg.pipeline.baselines.alexnet.victim.name == "alexnet_cifar"
+    )
+    with pytest.raises(ConfigError, match="pipeline.baselines"):
+        build_spec(make_cfg("experiment=pat_digits", "+pipeline.baselines.undefended={}"))
+    with pytest.raises(ConfigError, match="pipeline.baseline.model"):
+        build_spec(make_cfg("experiment=pat_digits", "pipeline.baseline.model=alex"))
