@@ -42,6 +42,8 @@ def parse_config(config_cls: type, node: Any, key: str) -> Any:
     if node is None:
         node = {}
     try:
+        if OmegaConf.is_config(node):  # resolve ``${...}`` against the node's own root before it is detached
+            node = OmegaConf.to_container(node, resolve=True)
         schema = OmegaConf.structured(config_cls)
         merged = OmegaConf.merge(schema, node)
         obj = OmegaConf.to_object(merged)

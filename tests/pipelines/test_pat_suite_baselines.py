@@ -74,3 +74,46 @@ def test_baselines_config_is_checked():
         build_spec(make_cfg("experiment=pat_digits", "+pipeline.baselines.undefended={}"))
     with pytest.raises(ConfigError, match="pipeline.baseline.model"):
         build_spec(make_cfg("experiment=pat_digits", "pipeline.baseline.model=alex"))
+
+
+CIFAR_RELEASED = {
+    "pat_self": "cifar/pat_self_0.5.pt",
+    "pat_alexnet": "cifar/pat_alexnet_1.pt",
+    "at_stadv": "cifar/stadv_0.05.pt",
+    "at_recoloradv": "cifar/recoloradv_0.06.pt",
+    **{
+        f"at_all_{m}": f"cifar/pgd_linf_8_pgd_l2_1_stadv_0.05_recoloradv_0.06_{m}.pt"
+        for m in ("random", "average", "max")
+    },
+}
+
+
+def test_the_released_model_evaluation_reads_every_file_of_the_archive_from_pat_checkpoints(tmp_path):
+    from omegaconf import OmegaConf
+
+    from advlab.errors import CheckpointError
+    from advlab.pipelines.robustness_suite import model_spec
+    from advlab.runner import build_spec
+
+    for rel in [*CIFAR_RELEASED.values(), "alexnet_cifar.pt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    cfg = make_cfg("experiment=pat_cifar10_released_eval", f"pat_checkpoints={tmp_path}")
+    spec = build_spec(cfg)
+    assert spec.victim.name == "resnet50" and spec.victim.small_input and spec.train.grad_clip_value == 1.0
+    assert spec.pipeline.attacks["ppgd"]["lpips"] == {
+        "model": "alexnet_cifar", "layers": None, "weights": f"{tmp_path}/alexnet_cifar.pt"
+    }  # fmt: skip
+
+    class Ctx:  # what model_spec reads of a run context
+        pass
+
+    ctx = Ctx()
+    ctx.cfg, ctx.spec = cfg, spec
+    for name, rel in CIFAR_RELEASED.items():
+        m = model_spec(ctx, OmegaConf.to_container(cfg.pipeline.models[name], resolve=True))
+        assert m.victim.checkpoint == f"{tmp_path}/{rel}" and m.victim.checkpoint_layout == "perceptual_advex"
+        assert m.defense.name == "none"
+    (tmp_path / CIFAR_RELEASED["at_stadv"]).unlink()
+    with pytest.raises(CheckpointError, match="stadv_0.05.pt"):
+        model_spec(ctx, OmegaConf.to_container(cfg.pipeline.models["at_stadv"], resolve=True))
