@@ -111,7 +111,7 @@ def test_multi_adv_training_config_errors_name_their_key(setup):
     with pytest.raises(ConfigError, match="defense.attacks.a"):
         DEFENSES.parse({"name": "multi_adv_training", "attacks": {"a": {"name": "none"}}})
     with pytest.raises(ConfigError, match="train.grad_clip_value"):
-        from advlab.runner import build_spec
+        from advlab.context import build_spec
 
         build_spec(make_cfg("train.grad_clip_value=-1"))
 

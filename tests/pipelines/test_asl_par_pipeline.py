@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import make_cfg
 
+from advlab.context import build_spec
 from advlab.errors import CheckpointError, ConfigError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 
 SMALL = [
     "experiment=asl_par_synthpar", "device=cpu", "dataset.num_train=96", "dataset.num_test=40",

@@ -44,8 +44,8 @@ def test_relative_mce_is_normalised_by_an_alexnet_cifar_checkpoint_in_the_author
     base = stored["baseline"]
     assert base["name"] == "alexnet" and "alexnet" not in stored["models"]
     # the baseline's errors are those of the authors' network on the same corrupted images
+    from advlab.context import build_spec
     from advlab.data.base import DATASETS
-    from advlab.runner import build_spec
 
     spec = build_spec(make_cfg(*SUITE))
     x, y = DATASETS.build(spec.dataset, spec.seed).dataset("test").tensors
@@ -62,8 +62,8 @@ def test_relative_mce_is_normalised_by_an_alexnet_cifar_checkpoint_in_the_author
 
 
 def test_baselines_config_is_checked():
+    from advlab.context import build_spec
     from advlab.errors import ConfigError
-    from advlab.runner import build_spec
 
     cfg = make_cfg("experiment=pat_digits")
     assert (
@@ -91,9 +91,9 @@ CIFAR_RELEASED = {
 def test_the_released_model_evaluation_reads_every_file_of_the_archive_from_pat_checkpoints(tmp_path):
     from omegaconf import OmegaConf
 
+    from advlab.context import RunContext, build_spec
     from advlab.errors import CheckpointError
     from advlab.pipelines.robustness_suite import model_spec
-    from advlab.runner import build_spec
 
     for rel in [*CIFAR_RELEASED.values(), "alexnet_cifar.pt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -105,11 +105,7 @@ def test_the_released_model_evaluation_reads_every_file_of_the_archive_from_pat_
         "model": "alexnet_cifar", "layers": None, "weights": f"{tmp_path}/alexnet_cifar.pt"
     }  # fmt: skip
 
-    class Ctx:  # what model_spec reads of a run context
-        pass
-
-    ctx = Ctx()
-    ctx.cfg, ctx.spec = cfg, spec
+    ctx = RunContext(cfg, spec, tmp_path / "run", {}, None, None)
     for name, rel in CIFAR_RELEASED.items():
         m = model_spec(ctx, OmegaConf.to_container(cfg.pipeline.models[name], resolve=True))
         assert m.victim.checkpoint == f"{tmp_path}/{rel}" and m.victim.checkpoint_layout == "perceptual_advex"

@@ -13,10 +13,11 @@ import torch
 from conftest import make_cfg
 from PIL import Image
 
+from advlab.context import build_spec
 from advlab.data.base import DATASETS
 from advlab.data.cityscapes import LABEL_TO_TRAIN
 from advlab.errors import ConfigError, DatasetNotFoundError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 
 NARROW = ("+victim.cfg_options={model.backbone.channels:8,model.backbone.ppm_channels:16,"
           "model.decode_head.in_channels:32,model.decode_head.channels:16}")  # fmt: skip
@@ -90,7 +91,7 @@ def test_transfer_needs_a_patch_and_known_targets():
 
     spec = build_spec(cfg)
     pipeline = PIPELINES.build(spec.pipeline)
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
     ctx = RunContext(cfg, spec, None, {}, None, None)
     with pytest.raises(ConfigError, match="patch"):

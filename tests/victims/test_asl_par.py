@@ -10,11 +10,11 @@ import torch
 from conftest import make_cfg
 
 from advlab.attacks.base import ATTACKS
+from advlab.context import build_spec
 from advlab.data.synthpar import SynthPAR, SynthPARConfig
 from advlab.defenses.asl_par_defense import ASLPARDefense, ASLPARDefenseConfig
 from advlab.errors import ConfigError
 from advlab.loops.universal import fit_universal
-from advlab.runner import build_spec
 from advlab.tasks.par import PAR, PARTaskConfig
 from advlab.victims.promptpar import PromptPAR, PromptPARConfig, part_stripes
 

@@ -149,8 +149,9 @@ def test_alexnet_cifar_composes_and_trains_on_digits(tmp_path):
 def test_a_checkpoint_in_the_authors_layout_is_evaluated_as_their_network(tmp_path):
     from conftest import make_cfg
 
+    from advlab.context import build_spec
     from advlab.data.base import DATASETS
-    from advlab.runner import build_spec, run
+    from advlab.runner import run
 
     sd = alexnet_cifar_keys(32, hidden=16, seed=7)
     path = tmp_path / "alexnet_cifar.pt"

@@ -19,50 +19,14 @@ fools the model; otherwise the iterate with the highest objective.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.perturbation import NORMS, ascent_direction, lp_norm, project
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class APGDConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    steps: int = 100
-    restarts: int = 1
-    loss: str = "ce"  # ce (the task's objective) | dlr
-    rho: float = 0.75
-    momentum: float = 0.75
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
-        check(self.loss in ("ce", "dlr"), f"{key}.loss", f"must be ce or dlr (got '{self.loss}')")
-        check(0 < self.rho < 1, f"{key}.rho", "must be in (0, 1)")
-
-
-@dataclasses.dataclass
-class APGDTConfig(APGDConfig):
-    loss: str = "dlr"
-    n_target_classes: int = 9
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
-        check(not self.targeted, f"{key}.targeted", "APGD-T picks its own targets; must be false")
-
-
-@dataclasses.dataclass
-class AutoAttackConfig(APGDTConfig):
-    pass
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import APGDConfig, APGDTConfig, AutoAttackConfig  # noqa: F401
+from advlab.attacks.perturbation import ascent_direction, lp_norm, project
 
 
 def checkpoints(steps: int) -> list[int]:

@@ -21,7 +21,6 @@ another dataset (bilinearly resized to its image size) or another victim via ``p
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -31,47 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.attacks.configs import ASLPARConfig  # noqa: F401
+from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
 from advlab.tasks.par import keyed_cycles, shift_labels, shift_maps
-
-
-@dataclasses.dataclass
-class ASLPARConfig(UniversalConfig):
-    eps: float | None = 10 / 255  # Linf bound; null = unconstrained (image box only)
-    mode: str = "global"  # global | patch
-    patch_size: int = 30  # side of the centred square patch at 224 px (scaled to the image size)
-    objective: str = "both"  # both | label | semantic  (the paper's ablation switches)
-    semantic_weight: float = 0.5  # weight of L_GL
-    label_seed: int = 0  # seed of the label perturbation (per-group derangements)
-    label_shift: str = (
-        "fixed"  # fixed: one shift for every image (saved) | per_sample: redrawn per image and step
-    )
-    momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    init: str = "zeros"  # zeros | uniform (uniform in [-eps, eps])
-    epochs: int = 40
-    batch_size: int = 48
-    lr: float = 3e-3
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.eps is None or self.eps > 0, f"{key}.eps", f"must be > 0 or null (got {self.eps})")
-        check(self.mode in ("global", "patch"), f"{key}.mode", f"must be global or patch (got '{self.mode}')")
-        check(self.patch_size >= 1, f"{key}.patch_size", f"must be >= 1 (got {self.patch_size})")
-        check(self.objective in ("both", "label", "semantic"), f"{key}.objective",
-              f"must be both, label or semantic (got '{self.objective}')")  # fmt: skip
-        check(self.semantic_weight >= 0, f"{key}.semantic_weight", "must be >= 0")
-        check(0 <= self.momentum < 1, f"{key}.momentum", "must be in [0, 1)")
-        check(self.warmup_epochs >= 0, f"{key}.warmup_epochs", "must be >= 0")
-        check(
-            self.init in ("zeros", "uniform"), f"{key}.init", f"must be zeros or uniform (got '{self.init}')"
-        )
-        check(
-            not self.targeted, f"{key}.targeted", "ASL-PAR sets its own targets (shifted labels); leave false"
-        )
 
 
 def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 224) -> Tensor:

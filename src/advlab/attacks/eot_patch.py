@@ -22,7 +22,6 @@ still classified correctly.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,54 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.attacks.configs import PLACEMENTS, EOTPatchConfig  # noqa: F401
+from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.registry import check
-
-PLACEMENTS = ("centre", "random", "top_left", "top_right", "bottom_left", "bottom_right")
-
-
-@dataclasses.dataclass
-class EOTPatchConfig(UniversalConfig):
-    patch_size: list[int] = dataclasses.field(default_factory=lambda: [200, 200])  # height, width (pixels)
-    placement: str = "centre"  # centre | random | top_left | top_right | bottom_left | bottom_right
-    lr: float = 0.005  # signed-gradient ascent step
-    epochs: int = 30
-    batch_size: int = 6
-    eot: bool = True  # scene transforms during training (scale, crop, flip)
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-    crop: list[int] | None = dataclasses.field(default_factory=lambda: [1024, 1024])  # null = image size
-    hflip: bool = True
-    loss: str = "correct"  # correct (paper: CE over correctly classified pixels) | all
-    init: str = "uniform"  # uniform (paper) | grey
-    curve_examples: int = 0  # test images scored after every epoch for the mIoU curve (0 = no curve)
-    patch_path: str | None = None  # alias of perturbation_path: apply a saved patch (transfer)
-
-    def validate(self, key: str) -> None:
-        if self.patch_path and not self.perturbation_path:
-            self.perturbation_path = self.patch_path
-        super().validate(key)
-        check(
-            len(self.patch_size) == 2 and min(self.patch_size) >= 1,
-            f"{key}.patch_size",
-            f"must be [height, width] with positive sides (got {self.patch_size})",
-        )
-        check(self.placement in PLACEMENTS, f"{key}.placement", f"must be one of {PLACEMENTS}")
-        check(
-            0 < self.scale_min <= self.scale_max,
-            f"{key}.scale_min",
-            f"need 0 < scale_min <= scale_max (got {self.scale_min}, {self.scale_max})",
-        )
-        check(
-            self.crop is None or (len(self.crop) == 2 and min(self.crop) >= 1),
-            f"{key}.crop",
-            f"must be [height, width] or null (got {self.crop})",
-        )
-        check(self.loss in ("correct", "all"), f"{key}.loss", f"must be correct or all (got '{self.loss}')")
-        check(self.init in ("uniform", "grey"), f"{key}.init", f"must be uniform or grey (got '{self.init}')")
-        check(self.curve_examples >= 0, f"{key}.curve_examples", "must be >= 0")
 
 
 def eot_transform(

@@ -10,32 +10,14 @@ penalty on neighbouring grid offsets, with signed-gradient steps projected onto 
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import ReColorAdvConfig  # noqa: F401
 
 LUV_SCALE = 100.0
-
-
-@dataclasses.dataclass
-class ReColorAdvConfig(AttackConfig):
-    bound: float = 0.06
-    steps: int = 100
-    step_size: float | None = None  # default 2.5 * bound / steps
-    resolution: int = 16  # grid points per colour axis
-    smoothness: float = 0.0
-    kappa: float = 1.0
-
-    def validate(self, key: str) -> None:
-        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.resolution >= 2, f"{key}.resolution", f"must be >= 2 (got {self.resolution})")
-        check(self.smoothness >= 0, f"{key}.smoothness", "must be >= 0")
 
 
 def to_luv(x: Tensor) -> Tensor:

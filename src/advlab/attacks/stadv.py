@@ -11,29 +11,12 @@ width, 0.8 pixels at 32 px) and bounded per component: ``||f||_inf <= bound`` (0
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class StAdvConfig(AttackConfig):
-    bound: float = 0.05
-    steps: int = 100
-    step_size: float | None = None  # default 2.5 * bound / steps
-    smoothness: float = 0.005
-    kappa: float = 1.0  # margin objective min(-margin, kappa)
-
-    def validate(self, key: str) -> None:
-        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.smoothness >= 0, f"{key}.smoothness", f"must be >= 0 (got {self.smoothness})")
-        check(self.step_size is None or self.step_size > 0, f"{key}.step_size", "must be > 0 or null")
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import StAdvConfig  # noqa: F401
 
 
 def identity_grid(x: Tensor) -> Tensor:

@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from advlab.registry import ComponentConfig, Registry
+from advlab.defenses.configs import DEFENSES  # noqa: F401
+from advlab.registry import ComponentConfig
 from advlab.tasks.base import Task
 
 
@@ -37,5 +38,4 @@ class Defense:
         return victim
 
 
-DEFENSES: Registry[Defense] = Registry("defense", "defense")
 DEFENSES.register("none")(Defense)

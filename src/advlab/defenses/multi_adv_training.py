@@ -14,35 +14,12 @@ Linf 8/255, L2 1, StAdv 0.05 and ReColorAdv 0.06 (``conf/defense/at_all_{random,
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
 from advlab.defenses.base import DEFENSES, Defense
-from advlab.registry import ComponentConfig, check
-
-MODES = ("random", "average", "max")
-
-
-@dataclasses.dataclass
-class MultiAdvTrainingConfig(ComponentConfig):
-    attacks: dict[str, Any] = dataclasses.field(default_factory=dict)  # {name: attack config}
-    mode: str = "random"  # random | average | max
-    seed: int = 0  # draws of the random mode
-
-    def validate(self, key: str) -> None:
-        check(self.mode in MODES, f"{key}.mode", f"must be one of {MODES} (got '{self.mode}')")
-        check(len(self.attacks) > 0, f"{key}.attacks", "list at least one attack ({name: attack config})")
-        parsed = {}
-        for name, node in self.attacks.items():
-            attack = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
-            check(attack.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
-            check(not getattr(attack, "targeted", False), f"{key}.attacks.{name}.targeted", "must be false")
-            parsed[name] = dataclasses.asdict(attack)
-        self.attacks = parsed
+from advlab.defenses.configs import MultiAdvTrainingConfig
 
 
 @DEFENSES.register("multi_adv_training")

@@ -8,29 +8,13 @@ correctly are attacked (``attack_correct_only``); the others are trained on as t
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.defenses.adv_training import AdversarialTraining, AdvTrainingConfig
+from advlab.defenses.adv_training import AdversarialTraining
 from advlab.defenses.base import DEFENSES
-from advlab.registry import check
+from advlab.defenses.configs import PATConfig  # noqa: F401
 from advlab.utils import frozen
-
-
-@dataclasses.dataclass
-class PATConfig(AdvTrainingConfig):
-    attack_correct_only: bool = True
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(
-            self.attack["name"] in ("fast_lpa", "lpa", "ppgd"),
-            f"{key}.attack.name",
-            f"PAT trains against a perceptual attack (fast_lpa, lpa, ppgd), got '{self.attack['name']}'; "
-            "use defense=adv_training for Lp attacks",
-        )
 
 
 @DEFENSES.register("pat")

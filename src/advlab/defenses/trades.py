@@ -14,32 +14,14 @@ over classes and averaged over the batch. Defaults are the TRADES CIFAR-10 setti
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.defenses.base import DEFENSES, Defense
+from advlab.defenses.configs import TRADESConfig
 from advlab.errors import ConfigError
-from advlab.registry import ComponentConfig, check
 from advlab.utils import frozen
-
-
-@dataclasses.dataclass
-class TRADESConfig(ComponentConfig):
-    beta: float = 6.0  # weight of the robust (KL) term
-    eps: float = 0.031  # Linf radius of the inner maximisation
-    step_size: float = 0.007
-    steps: int = 10
-    init_std: float = 0.001  # x'_0 = x + init_std * N(0, I)
-
-    def validate(self, key: str) -> None:
-        check(self.beta >= 0, f"{key}.beta", f"must be >= 0 (got {self.beta})")
-        check(self.eps > 0, f"{key}.eps", f"must be > 0 (got {self.eps})")
-        check(self.step_size > 0, f"{key}.step_size", f"must be > 0 (got {self.step_size})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.init_std >= 0, f"{key}.init_std", f"must be >= 0 (got {self.init_std})")
 
 
 def kl_to_clean(adv_logits: Tensor, clean_probs: Tensor) -> Tensor:

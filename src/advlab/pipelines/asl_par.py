@@ -15,42 +15,24 @@ Per-attribute results of every phase go to ``attributes.md``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import OmegaConf
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
 from advlab.loops.fit import fit
 from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import ASLPARPipelineConfig  # noqa: F401
 from advlab.pipelines.standard import fit_or_load_universal
-from advlab.registry import ComponentConfig
 from advlab.utils import atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class ASLPARPipelineConfig(ComponentConfig):
-    attribute_table: bool = True  # write attributes.md (per-attribute mA of every phase)
-    require_perturbation: bool = False  # transfer runs: attack.perturbation_path must be given
-
-
-def _with_defense_none(ctx: RunContext):
-    """The run's spec with ``defense: none``: the victim is trained (and cached) without the defense."""
-    from advlab.runner import build_spec  # runner imports the pipelines
-
-    cfg = ctx.cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.defense = {"name": "none"}
-    return build_spec(cfg)
 
 
 @torch.no_grad()
@@ -88,7 +70,7 @@ class ASLPARPipeline(Pipeline):
 
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
         spec = ctx.spec
-        victim_spec = _with_defense_none(ctx)
+        victim_spec = ctx.spec_with(defense={"name": "none"})  # the victim trains without the defense
         parts = ctx.build(victim_spec)
         if not isinstance(parts.attack, UniversalAttack):
             raise ConfigError(f"pipeline=asl_par needs a universal attack (got attack={spec.attack.name})")
@@ -96,10 +78,10 @@ class ASLPARPipeline(Pipeline):
         victim = victim.to(spec.device).eval()
         attack, task, data = parts.attack, parts.task, parts.data
         fit_or_load_universal(ctx, attack, victim, data)
-        metrics, _, _ = evaluate(
+        metrics = evaluate(
             victim, task, data, attack, spec.eval, spec.device, spec.seed,
-            progress=spec.progress, resume_path=ctx.run_dir / "eval_state.pt",
-        )  # fmt: skip
+            progress=spec.progress, resume_path=ctx.scratch("eval_state.pt"),
+        ).metrics  # fmt: skip
         ctx.recorder.log(metrics)
         tables = {"victim clean": (victim, None), "victim attacked": (victim, attack)}
         if spec.defense.name == "asl_par":
@@ -111,16 +93,14 @@ class ASLPARPipeline(Pipeline):
             )
             fit(
                 defended, task, data, spec.defense.train_config(), defense, spec.device, spec.seed,
-                resume_path=ctx.run_dir / "defense_state.pt", log=ctx.recorder.log, progress=spec.progress,
+                resume_path=ctx.scratch("defense_state.pt"), log=ctx.recorder.log, progress=spec.progress,
             )  # fmt: skip
             defended.eval()
             atomic_torch_save(defended.defense_state(), ctx.run_dir / "defense.pt")
-            (ctx.run_dir / "defense_state.pt").unlink(missing_ok=True)
-            after, _, _ = evaluate(
+            after = evaluate(
                 defended, task, data, attack, spec.eval, spec.device, spec.seed,
-                progress=spec.progress, resume_path=ctx.run_dir / "eval_defended_state.pt",
-            )  # fmt: skip
-            (ctx.run_dir / "eval_defended_state.pt").unlink(missing_ok=True)
+                progress=spec.progress, resume_path=ctx.scratch("eval_defended_state.pt"),
+            ).metrics  # fmt: skip
             for key, value in after.items():
                 phase, _, name = key.partition("/")
                 if phase == "clean":

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from advlab.data.info import DataInfo
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import PARTaskConfig  # noqa: F401
 
 EPS = 1e-20
 
@@ -108,19 +108,6 @@ def shift_labels(y: Tensor, groups: list[tuple[int, int]], maps: list[Tensor]) -
         seg.scatter_(1, m, y[:, start:end])
         out[:, start:end] = seg
     return out
-
-
-@dataclasses.dataclass
-class PARTaskConfig(ComponentConfig):
-    threshold: float = 0.45  # PromptPAR; 0.5 for the Rethinking-of-PAR protocol
-    aux_weight: float = 0.5  # weight of the auxiliary heads' loss (PromptPAR: 0.5 * L_GL)
-    weighted: bool = True  # PromptPAR's weighted BCE (positive rates of the training split)
-    f1: str = "means"  # means: 2PR/(P+R) of the mean P and R (PromptPAR) | instances: mean per-sample F1
-
-    def validate(self, key: str) -> None:
-        check(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) (got {self.threshold})")
-        check(self.aux_weight >= 0, f"{key}.aux_weight", f"must be >= 0 (got {self.aux_weight})")
-        check(self.f1 in ("means", "instances"), f"{key}.f1", f"must be means or instances (got '{self.f1}')")
 
 
 class PARMeter(Meter):

@@ -20,13 +20,12 @@ ImageNet AlexNet. Trained by advlab (``victim=alexnet_cifar``) or loaded from th
 
 from __future__ import annotations
 
-import dataclasses
-
 from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.configs import AlexNetCifarConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,14 +78,6 @@ class AlexNetCifar(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x).flatten(1))
-
-
-@dataclasses.dataclass
-class AlexNetCifarConfig(VictimConfig):
-    hidden: int = 4096  # width of the two hidden fully-connected layers (the authors': 4096)
-
-    def validate(self, key: str) -> None:
-        check(self.hidden > 0, f"{key}.hidden", f"must be > 0 (got {self.hidden})")
 
 
 @VICTIMS.register("alexnet_cifar")

@@ -5,7 +5,6 @@ builder that returns the bare network for a given input shape and output size.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,7 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
-from advlab.registry import ComponentConfig, Registry
-
-
-@dataclasses.dataclass
-class VictimConfig(ComponentConfig):
-    checkpoint: str | None = None  # a state_dict file; loaded with weights_only=True
+from advlab.victims.configs import VICTIMS, VictimConfig  # noqa: F401
 
 
 class Victim(nn.Module):
@@ -56,9 +50,6 @@ class VictimBuilder:
     def load_checkpoint(self, path: str) -> dict[str, Tensor]:
         """The state_dict in ``victim.checkpoint`` (architectures with their own file format override this)."""
         return load_state_dict_file(path)
-
-
-VICTIMS: Registry[VictimBuilder] = Registry("victim", "victim")
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -16,7 +16,6 @@ in their ``meta``; anything else needs the explicit opt-in ``victim.trusted_chec
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import warnings
@@ -30,26 +29,11 @@ from torch import Tensor, nn
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig, load_state_dict_file
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file
+from advlab.victims.configs import MMSEG_MODELS, MMSegConfig  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-#: victim name -> shipped config (relative to mmseg/.mim/configs); the matching Cityscapes checkpoint is the
-#: config's ``Weights`` entry in the same folder's ``metafile.yaml`` (see :func:`zoo_weights`)
-MMSEG_MODELS: dict[str, str] = {
-    "pidnet_s": "pidnet/pidnet-s_2xb6-120k_1024x1024-cityscapes.py",
-    "pidnet_m": "pidnet/pidnet-m_2xb6-120k_1024x1024-cityscapes.py",
-    "pidnet_l": "pidnet/pidnet-l_2xb6-120k_1024x1024-cityscapes.py",
-    "bisenetv1": "bisenetv1/bisenetv1_r18-d32-in1k-pre_4xb4-160k_cityscapes-1024x1024.py",
-    "bisenetv2": "bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py",
-    "icnet": "icnet/icnet_r18-d8-in1k-pre_4xb2-160k_cityscapes-832x832.py",
-    **{
-        f"segformer_b{i}": f"segformer/segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024.py" for i in range(6)
-    },
-    "ddrnet": "ddrnet/ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024.py",
-    "stdc1": "stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py",
-    "stdc2": "stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py",
-}
 
 ZOO = "https://github.com/open-mmlab/mmsegmentation/tree/main/configs (model zoo tables, 'model' links)"
 
@@ -129,20 +113,6 @@ def load_mmseg_config(config: str, cfg_options: dict[str, Any] | None = None):
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
     return cfg
-
-
-@dataclasses.dataclass
-class MMSegConfig(VictimConfig):
-    config: str = "???"  # a config shipped in mmseg/.mim/configs (relative) or a config file path
-    cfg_options: dict[str, Any] = dataclasses.field(
-        default_factory=dict
-    )  # dotted keys, as mmseg's --cfg-options
-    norm: str = "BN"  # replaces SyncBN (single-device runs)
-    trusted_checkpoint: bool = False  # opt-in: load a full pickle (only for files you trust)
-    init_weights: bool = True  # mmseg's own initialisation (without pretrained downloads) before training
-
-    def validate(self, key: str) -> None:
-        check(self.norm in ("BN", "SyncBN", "GN", "LN"), f"{key}.norm", f"unknown norm '{self.norm}'")
 
 
 class MMSegVictim(Victim):
@@ -316,17 +286,13 @@ class PIDNetBuilder(MMSegBuilder):
     main_output = 1  # (P, I, D) in training mode; I is the segmentation output
 
 
-def _register(name: str, config: str, base: type[MMSegBuilder]) -> type[MMSegBuilder]:
-    cfg_cls = dataclasses.make_dataclass(
-        f"{name.title().replace('_', '')}Config",
-        [("config", str, dataclasses.field(default=config))],
-        bases=(MMSegConfig,),
-    )
-    cls = type(f"{name.title().replace('_', '')}Victim", (base,), {"Config": cfg_cls})
+def _register(name: str, base: type[MMSegBuilder]) -> type[MMSegBuilder]:
+    config = VICTIMS.config(name)  # declared in victims/configs.py, with the model's config file as default
+    cls = type(f"{name.title().replace('_', '')}Victim", (base,), {"Config": config})
     return VICTIMS.register(name)(cls)
 
 
-for _name, _config in MMSEG_MODELS.items():
-    _register(_name, _config, PIDNetBuilder if _name.startswith("pidnet") else MMSegBuilder)
+for _name in MMSEG_MODELS:
+    _register(_name, PIDNetBuilder if _name.startswith("pidnet") else MMSegBuilder)
 
 __all__ = ["MMSEG_MODELS", "MMSegBuilder", "MMSegVictim", "load_mmseg_checkpoint", "load_state_dict_file"]

@@ -28,7 +28,6 @@ pools, inside its causal attention, so they receive gradient (the official defen
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -38,53 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
-from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
+from advlab.errors import ConfigError
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.configs import OPENAI_CLIP, TINY_MODEL, PromptPARConfig  # noqa: F401
 
 CONFIG_DIR = Path(__file__).parent / "open_clip_configs"
-TINY_MODEL = "advlab-tiny-clip"
-OPENAI_CLIP = "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt"
-
-
-@dataclasses.dataclass
-class PromptPARConfig(VictimConfig):
-    model_name: str = "ViT-L-14"  # an open_clip model config name (advlab-tiny-clip: the embedded tiny CLIP)
-    pretrained: str | None = None  # local open_clip / OpenAI checkpoint file for the CLIP weights
-    force_quick_gelu: bool = True  # OpenAI CLIP weights use QuickGELU
-    freeze_clip: str = "auto"  # auto (frozen iff pretrained is given) | true | false
-    prompts_per_group: int = 10
-    num_parts: int = 4
-    part_mask: bool = True
-    text_prompts: int = 0  # learnable text prompt vectors (the ASL-PAR defense adds them)
-    prompt_lr_scale: float = 0.5  # prompts' lr relative to train.lr (paper: 4e-3 vs 8e-3)
-    clip_lr_scale: float = 1.0  # CLIP's lr relative to train.lr when it is not frozen
-
-    def validate(self, key: str) -> None:
-        check(str(self.freeze_clip).lower() in ("auto", "true", "false"), f"{key}.freeze_clip",
-              f"must be auto, true or false (got {self.freeze_clip!r})")  # fmt: skip
-        check(self.prompts_per_group >= 0, f"{key}.prompts_per_group", "must be >= 0")
-        check(self.num_parts >= 1, f"{key}.num_parts", f"must be >= 1 (got {self.num_parts})")
-        check(self.text_prompts >= 0, f"{key}.text_prompts", "must be >= 0")
-        if not self.pretrained and self.model_name != TINY_MODEL and str(self.freeze_clip).lower() != "false":
-            raise ConfigError(
-                f"{key}.pretrained: PromptPAR on {self.model_name} needs CLIP weights: download OpenAI's ViT-L/14 "
-                f"({OPENAI_CLIP}) and set {key}.pretrained=<file> (or {key}.freeze_clip=false to train CLIP "
-                "from scratch)"
-            )
-        if self.pretrained:
-            path = Path(os.path.expanduser(self.pretrained))
-            if not path.is_file():
-                raise CheckpointError(
-                    f"{key}.pretrained: CLIP checkpoint '{path}' does not exist. PromptPAR uses OpenAI's "
-                    f"ViT-L/14 ({OPENAI_CLIP}, or open_clip's 'ViT-L-14' 'openai' weights); download it and "
-                    f"set {key}.pretrained=<file>."
-                )
-
-    @property
-    def frozen_clip(self) -> bool:
-        mode = str(self.freeze_clip).lower()
-        return bool(self.pretrained) if mode == "auto" else mode == "true"
 
 
 def part_stripes(grid: int, num_parts: int) -> list[tuple[int, int]]:

@@ -10,36 +10,17 @@ without."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torchvision
 from torch import nn
 
 from advlab.data.info import DataInfo
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import ResNet50Config  # noqa: F401
 from advlab.victims.pretrained import load_backbone_weights
 
 SOURCE = (
     "https://download.pytorch.org/models/resnet50-11ad3fa6.pth (torchvision ResNet50_Weights.IMAGENET1K_V2)"
 )
-
-
-@dataclasses.dataclass
-class ResNet50Config(VictimConfig):
-    pretrained: str | None = None  # ImageNet backbone weights file
-    small_input: bool = False  # CIFAR stem: 3x3 stride-1 first convolution, no max-pool
-    checkpoint_layout: str = "advlab"  # advlab (a state_dict) | perceptual_advex (the PAT authors' files)
-
-    def validate(self, key: str) -> None:
-        check(
-            self.checkpoint_layout in LAYOUTS,
-            f"{key}.checkpoint_layout",
-            f"must be one of {LAYOUTS} (got '{self.checkpoint_layout}')",
-        )
-
-
-LAYOUTS = ("advlab", "perceptual_advex")
 
 
 @VICTIMS.register("resnet50")

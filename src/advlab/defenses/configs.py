@@ -1,0 +1,128 @@
+"""The defense configs: every parameter dataclass of ``advlab.defenses``, with its checks.
+
+Importable without torch (or any model library), so that a command line is validated in full before
+anything heavy is imported; the implementations import their config from here."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from advlab.attacks.configs import ATTACKS
+from advlab.loops.configs import TrainConfig
+from advlab.registry import ComponentConfig, Registry, check
+
+
+@dataclasses.dataclass
+class AdvTrainingConfig(ComponentConfig):
+    attack: Any = None  # a full attack config; conf/defense/adv_training.yaml composes pgd_linf_train
+    clean_fraction: float = 0.0  # share of each batch kept clean (0 = pure adversarial training)
+
+    def validate(self, key: str) -> None:
+        check(0.0 <= self.clean_fraction < 1.0, f"{key}.clean_fraction", "must be in [0, 1)")
+        check(
+            self.attack is not None,
+            f"{key}.attack",
+            "missing: set the training attack, e.g. attack@defense.attack=pgd_linf_train",
+        )
+        parsed = ATTACKS.parse(self.attack, key=f"{key}.attack")
+        check(parsed.name != "none", f"{key}.attack.name", "adversarial training needs an attack")
+        check(not getattr(parsed, "targeted", False), f"{key}.attack.targeted", "must be false")
+        self.attack = dataclasses.asdict(parsed)
+
+
+@dataclasses.dataclass
+class ASLPARDefenseConfig(ComponentConfig):
+    kernel_size: int = 3
+    text_prompts: int = 4  # learnable text prompt vectors (0 = filter only)
+    filter_lr: float = 8e-4
+    prompt_lr: float = 4e-4
+    epochs: int = 10
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    clean_fraction: float = 0.0  # share of each fine-tuning batch left clean (paper: 0, all noisy)
+
+    def validate(self, key: str) -> None:
+        check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, f"{key}.kernel_size",
+              f"must be an odd number >= 1 (got {self.kernel_size})")  # fmt: skip
+        check(self.text_prompts >= 0, f"{key}.text_prompts", "must be >= 0")
+        check(self.filter_lr > 0 and self.prompt_lr > 0, f"{key}.filter_lr", "learning rates must be > 0")
+        check(0.0 <= self.clean_fraction < 1.0, f"{key}.clean_fraction", "must be in [0, 1)")
+        self.train_config().validate(key)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=self.filter_lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+        )
+
+
+@dataclasses.dataclass
+class PATConfig(AdvTrainingConfig):
+    attack_correct_only: bool = True
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(
+            self.attack["name"] in ("fast_lpa", "lpa", "ppgd"),
+            f"{key}.attack.name",
+            f"PAT trains against a perceptual attack (fast_lpa, lpa, ppgd), got '{self.attack['name']}'; "
+            "use defense=adv_training for Lp attacks",
+        )
+
+
+@dataclasses.dataclass
+class TRADESConfig(ComponentConfig):
+    beta: float = 6.0  # weight of the robust (KL) term
+    eps: float = 0.031  # Linf radius of the inner maximisation
+    step_size: float = 0.007
+    steps: int = 10
+    init_std: float = 0.001  # x'_0 = x + init_std * N(0, I)
+
+    def validate(self, key: str) -> None:
+        check(self.beta >= 0, f"{key}.beta", f"must be >= 0 (got {self.beta})")
+        check(self.eps > 0, f"{key}.eps", f"must be > 0 (got {self.eps})")
+        check(self.step_size > 0, f"{key}.step_size", f"must be > 0 (got {self.step_size})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.init_std >= 0, f"{key}.init_std", f"must be >= 0 (got {self.init_std})")
+
+
+MODES = ("random", "average", "max")
+
+
+@dataclasses.dataclass
+class MultiAdvTrainingConfig(ComponentConfig):
+    attacks: dict[str, Any] = dataclasses.field(default_factory=dict)  # {name: attack config}
+    mode: str = "random"  # random | average | max
+    seed: int = 0  # draws of the random mode
+
+    def validate(self, key: str) -> None:
+        check(self.mode in MODES, f"{key}.mode", f"must be one of {MODES} (got '{self.mode}')")
+        check(len(self.attacks) > 0, f"{key}.attacks", "list at least one attack ({name: attack config})")
+        parsed = {}
+        for name, node in self.attacks.items():
+            attack = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
+            check(attack.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
+            check(not getattr(attack, "targeted", False), f"{key}.attacks.{name}.targeted", "must be false")
+            parsed[name] = dataclasses.asdict(attack)
+        self.attacks = parsed
+
+
+DEFENSES: Registry = Registry("defense", "defense")
+#: name -> (implementing module, config): the implementation is imported on first use
+DEFENSES.declare("adv_training", "advlab.defenses.adv_training", AdvTrainingConfig)
+DEFENSES.declare("asl_par", "advlab.defenses.asl_par_defense", ASLPARDefenseConfig)
+DEFENSES.declare("none", "advlab.defenses.base", ComponentConfig)
+DEFENSES.declare("multi_adv_training", "advlab.defenses.multi_adv_training", MultiAdvTrainingConfig)
+DEFENSES.declare("pat", "advlab.defenses.pat", PATConfig)
+DEFENSES.declare("trades", "advlab.defenses.trades", TRADESConfig)
