@@ -61,3 +61,25 @@ def test_missing_imagenet_c_folders_are_named(roots):
     data, inc = roots
     with pytest.raises(DatasetNotFoundError, match="snow/1/n01440764"):
         ImageNetCFolders(inc, ["snow"], [1], data.classes, data.test_transform())
+
+
+def test_the_robustness_suite_reads_imagenet_c_for_source_imagenet_c(roots):
+    from advlab.pipelines.base import PIPELINES
+
+    data, inc = roots
+    suite = PIPELINES.create(
+        "robustness_suite",
+        models={"m": {}},
+        corruption={
+            "source": "imagenet_c",
+            "root": str(inc),
+            "names": ["fog", "contrast"],
+            "severities": [1, 5],
+        },
+    )
+    src = suite._corruption_source(None, None, data)
+    assert isinstance(src, ImageNetCFolders)
+    x, y = src.get("contrast", 1)
+    clean_x, clean_y = suite._clean_for(src, data)
+    assert x.shape == clean_x.shape == (6, 3, 32, 32) and torch.equal(y, clean_y)
+    assert not torch.equal(x, clean_x)  # corrupted vs validation images of the same names
