@@ -7,7 +7,8 @@ The training objective trades natural accuracy against robustness with a KL term
 and the inner maximisation is PGD on the KL term itself (not on the label loss): ``x'_0 = x + 0.001 N(0, I)``,
 ``x'_{k+1} = clip_{[0,1]}( Pi_eps( x'_k + alpha * sign(grad_x' KL) ) )``, with the model in eval mode and the
 clean distribution ``softmax f(x)`` held fixed. The outer step evaluates both terms with the model in train
-mode (two forwards, as in the TRADES code) and back-propagates through both distributions. The KL is summed
+mode (two forwards, as in the TRADES code; one forward of both batches under DistributedDataParallel) and
+back-propagates through both distributions. The KL is summed
 over classes and averaged over the batch. Defaults are the TRADES CIFAR-10 setting: eps 0.031, step 0.007,
 10 steps, beta 6.
 """
@@ -64,8 +65,10 @@ class TRADES(Defense):
         return torch.cat([x, self.inner_maximisation(model, x)]), y
 
     def training_loss(self, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x_clean, x_adv = x[: y.shape[0]], x[y.shape[0] :]
-        clean_logits = net(x_clean)
-        adv_logits = net(x_adv)
+        n = y.shape[0]
+        if isinstance(net, nn.parallel.DistributedDataParallel):  # DDP: one forward per backward
+            clean_logits, adv_logits = net(x).split(n)
+        else:  # two forwards (separate BatchNorm batches), as the TRADES code
+            clean_logits, adv_logits = net(x[:n]), net(x[n:])
         robust = kl_to_clean(adv_logits, F.softmax(clean_logits, dim=1)).mean()
         return adv_logits, F.cross_entropy(clean_logits, y) + self.params.beta * robust
