@@ -13,6 +13,7 @@ import contextvars
 import dataclasses
 import importlib
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -179,12 +180,11 @@ class Registry(Generic[T]):
         return self.get(name, key).Config  # type: ignore[attr-defined]
 
     def describe(self, name: str) -> str:
-        """One line about ``name``: the first line of its class docstring, and its paper when it has one."""
+        """One line about ``name``: the first sentence of its class docstring (its module's when it has none)."""
         cls = self.get(name)
         doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or ""  # the class's, else its module's
-        doc = doc.strip().split("\n")[0].strip()
-        paper = getattr(cls, "paper", None)
-        return f"{doc} [{paper}]" if paper and paper not in doc else doc
+        paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+        return re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", paragraph)[0].rstrip(":")
 
     def parse(self, node: DictConfig | dict | None, key: str | None = None) -> Any:
         """Validate a config node against the declared ``Config`` of its name; return the dataclass."""

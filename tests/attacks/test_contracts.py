@@ -22,6 +22,7 @@ TASK_OF = {"ml_cw": "multilabel", "mla_lp": "multilabel", "sema_ml": "multilabel
 #: options whose victim is a whole model family of its own; each is checked end to end in its pipeline's tests
 NEEDS_OWN_VICTIM = {
     "asl_par": "PromptPAR's text features (tests/pipelines/test_asl_par_pipeline.py)",
+    "asl_par_script": "PromptPAR's text features (tests/pipelines/test_asl_par_pipeline.py)",
     "eot_patch": "a segmentation victim and EOT training (tests/pipelines/test_seg_pipeline.py)",
     "semantic_adv": "a StarGAN generator and a face verifier (tests/pipelines/test_semanticadv.py)",
     "semantic_adv_synth": "a StarGAN generator and a face verifier (tests/pipelines/test_semanticadv.py)",
@@ -71,3 +72,11 @@ def test_attack_option_builds_and_keeps_its_bound(option):
         assert (x_adv - x).abs().amax() <= eps + 1e-6
     elif attack.norm == "l2" and eps is not None:
         assert (x_adv - x).flatten(1).norm(dim=1).max() <= eps + 1e-5
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS.names() if n != "none"])
+def test_every_attack_names_its_paper_and_link(name):
+    cls = ATTACKS.get(name)
+    assert cls.paper and cls.paper.count(",") >= 1, f"{name}: paper must read 'Authors, Title, Venue Year'"
+    assert cls.url and cls.url.startswith("https://"), f"{name}: url"
+    assert ATTACKS.describe(name)  # the one line advlab-list shows

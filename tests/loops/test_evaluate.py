@@ -51,7 +51,7 @@ def test_targeted_evaluation_records_targets(digits_setup):
 
 def test_clean_only_evaluation(digits_setup):
     model, task, data, _ = digits_setup
-    attack = ATTACKS.get("none")(parse_config(ATTACKS.get("none").Config, {"name": "none"}, "attack"), task)
+    attack = ATTACKS.create("none", task)
     r = evaluate(model, task, data, attack, EvalConfig(), torch.device("cpu"), 0, False)
     metrics, examples = r.metrics, r.examples
     assert set(metrics) == {"clean/acc", "eval/num_examples"} and examples.x_adv is None

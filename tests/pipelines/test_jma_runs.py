@@ -11,23 +11,22 @@ import yaml
 from conftest import make_cfg, run_cli
 from torch import nn
 
+from advlab.attacks import ATTACKS
 from advlab.attacks.jma import JMA
 from advlab.attacks.lots import LOTS
 from advlab.attacks.ml_cw import MLCW
 from advlab.data.info import DataInfo
-from advlab.registry import parse_config
 from advlab.reporting.table import build_layout_table, collect_runs
 from advlab.tasks.base import TASKS
 
 
 def task(name: str, n: int, shape=(3, 4, 4), **params):
-    cls = TASKS.get(name)
     info = DataInfo(n, shape, [str(i) for i in range(n)], (0.0,) * shape[0], (1.0,) * shape[0])
-    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info)
+    return TASKS.create(name, info, **params)
 
 
 def attack(cls, t, **params):
-    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
+    return ATTACKS.create(cls.registered_name, t, **params)
 
 
 def mlp(outputs: int, seed: int = 0) -> nn.Module:

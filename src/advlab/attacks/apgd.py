@@ -163,6 +163,9 @@ class _APGDBase(Attack):
 class APGD(_APGDBase):
     """APGD-CE (or untargeted DLR with ``loss=dlr``); targeted with the task's targets when ``targeted``."""
 
+    paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
+    url = "https://arxiv.org/abs/2003.01690"
+
     Config = APGDConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -182,6 +185,8 @@ class APGD(_APGDBase):
 
 @ATTACKS.register("apgd_t")
 class APGDT(_APGDBase):
+    paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
+    url = "https://arxiv.org/abs/2003.01690"
     Config = APGDTConfig
 
     def targeted_runs(self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, todo: Tensor) -> Tensor:
@@ -214,6 +219,9 @@ class APGDT(_APGDBase):
 @ATTACKS.register("autoattack")
 class AutoAttack(APGDT):
     """APGD-CE, then APGD-T on the examples it did not fool (the worst case over both)."""
+
+    paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
+    url = "https://arxiv.org/abs/2003.01690"
 
     Config = AutoAttackConfig
 

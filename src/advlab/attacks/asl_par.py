@@ -34,7 +34,7 @@ from advlab.attacks.configs import ASLPARConfig  # noqa: F401
 from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.tasks.par import keyed_cycles, shift_labels, shift_maps
+from advlab.tasks.par import keyed_cycles, keyed_uniforms, random_group_labels, shift_labels, shift_maps
 
 
 def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 224) -> Tensor:
@@ -51,6 +51,10 @@ def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 
 
 @ATTACKS.register("asl_par")
 class ASLPAR(UniversalAttack):
+    paper = (
+        "Adversarial Semantic and Label Perturbation Attack for Pedestrian Attribute Recognition, arXiv 2025"
+    )
+    url = "https://arxiv.org/abs/2505.23313"
     Config = ASLPARConfig
     norm = "linf"
 
@@ -73,15 +77,26 @@ class ASLPAR(UniversalAttack):
         maps = [self.perturbation[f"shift_map_{g}"].long() for g in range(len(self.groups))]
         return shift_labels(y.float(), self.groups, maps)
 
-    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
-        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: a seeded random
-        projection of the pixels keys a hash-based derangement per group."""
-        seed = self.params.label_seed
-        gen = torch.Generator().manual_seed(seed)
+    def image_keys(self, x: Tensor) -> Tensor:
+        """One float per (clean) image: a projection of its pixels on a random direction drawn from
+        ``label_seed``, so per-image label draws need no sample index."""
+        gen = torch.Generator().manual_seed(self.params.label_seed)
         proj = torch.randn(x[0].numel(), generator=gen, dtype=torch.float64).to(x.device)
-        keys = x.flatten(1).double() @ proj
+        return x.flatten(1).double() @ proj
+
+    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: the image's key
+        (:meth:`image_keys`) seeds a hash-based derangement per group."""
+        seed, keys = self.params.label_seed, self.image_keys(x)
         maps = [keyed_cycles(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
         return shift_labels(y.float(), self.groups, maps)
+
+    def random_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """The random-label baseline: per group the image's positive count, at random positions keyed on the
+        image and ``label_seed`` (:func:`advlab.tasks.par.random_group_labels`)."""
+        seed, keys = self.params.label_seed, self.image_keys(x)
+        uniforms = [keyed_uniforms(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
+        return random_group_labels(y.float(), self.groups, uniforms)
 
     # ---- the universal-attack interface --------------------------------------------------------------
     def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
@@ -140,6 +155,8 @@ class ASLPAR(UniversalAttack):
             target = shift_labels(y.float(), self.groups, shift_maps(self.groups, y.shape[0], generator))
         elif self.params.label_shift == "per_image":
             target = self.shifted_per_image(x, y)
+        elif self.params.label_shift == "random":
+            target = self.random_per_image(x, y)
         else:
             target = self.shifted(y)
         logits, aux = self.task.split_outputs(outputs)
@@ -198,6 +215,9 @@ class ASLPAR(UniversalAttack):
             "per_image": "a shift per image, keyed on the image and the seed (shifted_per_image); the shared "
             "map below applies only with label_shift=fixed:",
             "per_sample": "a shift redrawn per image and step; the shared map below applies only with "
+            "label_shift=fixed:",
+            "random": "the random-label baseline: per image and group the same number of positives at random "
+            "positions, keyed on the image and the seed (random_per_image); the shared map below applies only with "
             "label_shift=fixed:",
         }[mode]
         (run_dir / "label_shift.txt").write_text(

@@ -21,6 +21,9 @@ class Attack:
     registered_name = "attack"
     #: the threat model's norm for distortion reporting ("linf", "l2" or None)
     norm: str | None = None
+    #: the paper that defines the attack ("Authors, Title, Venue Year") and its link
+    paper: str | None = None
+    url: str | None = None
 
     def __init__(self, params: Any, task: Task):
         self.params = params

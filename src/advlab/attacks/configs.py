@@ -13,6 +13,7 @@ from advlab.perceptual.configs import LPIPSConfig
 from advlab.registry import ComponentConfig, Registry, check
 
 PLACEMENTS = ("centre", "random", "top_left", "top_right", "bottom_left", "bottom_right")
+EOT_LOSSES = ("correct", "all", "gamma")  # eot_patch: the loss over the pixels
 
 
 NORMS = ("linf", "l2")
@@ -387,7 +388,8 @@ class ASLPARConfig(UniversalConfig):
     semantic_weight: float = 0.5  # weight of L_GL
     label_seed: int = 0  # seed of the label perturbation (per-group derangements)
     #: per_image: each image its own shift, fixed by the image and label_seed | fixed: one shift for every image
-    #: (saved) | per_sample: redrawn per image and step
+    #: (saved) | per_sample: redrawn per image and step | random: the random-label baseline (each group's
+    #: positive count kept, positions drawn at random per image, fixed by the image and label_seed)
     label_shift: str = "per_image"
     momentum: float = 0.9
     warmup_epochs: float = 1.0
@@ -412,6 +414,11 @@ class ASLPARConfig(UniversalConfig):
         check(
             not self.targeted, f"{key}.targeted", "ASL-PAR sets its own targets (shifted labels); leave false"
         )
+        check(self.label_shift in LABEL_SHIFTS, f"{key}.label_shift",
+              f"must be one of {', '.join(LABEL_SHIFTS)} (got '{self.label_shift}')")  # fmt: skip
+
+
+LABEL_SHIFTS = ("per_image", "fixed", "per_sample", "random")
 
 
 @dataclasses.dataclass
@@ -426,7 +433,10 @@ class EOTPatchConfig(UniversalConfig):
     scale_max: float = 2.0
     crop: list[int] | None = dataclasses.field(default_factory=lambda: [1024, 1024])  # null = image size
     hflip: bool = True
-    loss: str = "correct"  # correct (paper: CE over correctly classified pixels) | all
+    loss: str = "correct"  # correct (paper: CE over correctly classified pixels) | all | gamma (ref. [13])
+    gamma: float | None = (
+        None  # loss=gamma: weight of the correct-pixel term; null = |Omega_x|/|Omega| per batch
+    )
     init: str = "uniform"  # uniform (paper) | grey
     curve_examples: int = 0  # test images scored after every epoch for the mIoU curve (0 = no curve)
     patch_path: str | None = None  # alias of perturbation_path: apply a saved patch (transfer)
@@ -451,7 +461,17 @@ class EOTPatchConfig(UniversalConfig):
             f"{key}.crop",
             f"must be [height, width] or null (got {self.crop})",
         )
-        check(self.loss in ("correct", "all"), f"{key}.loss", f"must be correct or all (got '{self.loss}')")
+        check(self.loss in EOT_LOSSES, f"{key}.loss", f"must be one of {EOT_LOSSES} (got '{self.loss}')")
+        check(
+            self.gamma is None or 0.0 <= self.gamma <= 1.0,
+            f"{key}.gamma",
+            f"must be in [0, 1] or null for the adaptive |Omega_x|/|Omega| (got {self.gamma})",
+        )
+        check(
+            self.gamma is None or self.loss == "gamma",
+            f"{key}.gamma",
+            f"only weighs loss=gamma (got loss={self.loss}); set attack.loss=gamma or drop attack.gamma",
+        )
         check(self.init in ("uniform", "grey"), f"{key}.init", f"must be uniform or grey (got '{self.init}')")
         check(self.curve_examples >= 0, f"{key}.curve_examples", "must be >= 0")
 

@@ -16,6 +16,8 @@ from advlab.attacks.configs import CWL2Config  # noqa: F401
 
 @ATTACKS.register("cw_l2")
 class CWL2(Attack):
+    paper = "Carlini & Wagner, Towards Evaluating the Robustness of Neural Networks, IEEE S&P 2017"
+    url = "https://arxiv.org/abs/1608.04644"
     Config = CWL2Config
     norm = "l2"
 

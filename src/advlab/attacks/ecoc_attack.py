@@ -29,6 +29,8 @@ from advlab.attacks.ml_cw import MLCW
 
 @ATTACKS.register("ecoc_attack")
 class ECOCAttack(MLCW):
+    paper = "Zhang, Tondi, Lv & Barni, Challenging the adversarial robustness of DNNs based on error-correcting output codes, Security and Communication Networks 2020"
+    url = "https://arxiv.org/abs/2003.11855"
     Config = ECOCAttackConfig
     norm = "l2"
 

@@ -13,6 +13,8 @@ from advlab.attacks.perturbation import ascent_direction
 
 @ATTACKS.register("fgsm")
 class FGSM(Attack):
+    paper = "Goodfellow, Shlens & Szegedy, Explaining and Harnessing Adversarial Examples, ICLR 2015"
+    url = "https://arxiv.org/abs/1412.6572"
     Config = FGSMConfig
 
     @property

@@ -75,6 +75,8 @@ class JacobianAttack(Attack):
 
 @ATTACKS.register("jma")
 class JMA(JacobianAttack):
+    paper = "Tondi, Guo, Pancino & Barni, JMA: a General Algorithm to Craft Nearly Optimal Targeted Adversarial Examples, arXiv 2024"
+    url = "https://arxiv.org/abs/2401.01199"
     Config = JMAConfig
     norm = "l2"
 

@@ -86,6 +86,8 @@ def quant_table(channels: int, device, dtype) -> Tensor:
 
 @ATTACKS.register("jpeg_linf")
 class JPEGLinf(Attack):
+    paper = "Kang, Sun, Hendrycks, Brown & Steinhardt, Testing Robustness Against Unforeseen Adversaries, arXiv 2019"
+    url = "https://arxiv.org/abs/1908.08016"
     Config = JPEGLinfConfig
     norm = None
 

@@ -25,6 +25,8 @@ from advlab.attacks.configs import LOTSConfig  # noqa: F401
 
 @ATTACKS.register("lots")
 class LOTS(Attack):
+    paper = "Rozsa, Günther & Boult, LOTS about Attacking Deep Features, IJCB 2017"
+    url = "https://arxiv.org/abs/1611.06179"
     Config = LOTSConfig
     norm = "l2"
 

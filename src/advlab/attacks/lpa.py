@@ -79,6 +79,8 @@ class _Lagrangian(PerceptualAttack):
 
 @ATTACKS.register("lpa")
 class LPA(_Lagrangian):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = LPAConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -102,6 +104,8 @@ class LPA(_Lagrangian):
 
 @ATTACKS.register("fast_lpa")
 class FastLPA(_Lagrangian):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = FastLPAConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

@@ -26,6 +26,8 @@ from advlab.attacks.configs import MLCWConfig  # noqa: F401
 
 @ATTACKS.register("ml_cw")
 class MLCW(Attack):
+    paper = "Song, Jin, Huang & Hopcroft, Multi-label Adversarial Perturbations, ICDM 2018"
+    url = "https://arxiv.org/abs/1901.00546"
     Config = MLCWConfig
     norm = "l2"
 

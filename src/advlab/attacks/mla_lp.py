@@ -82,6 +82,8 @@ def min_linf_step(grad: Tensor, slack: Tensor, lower: Tensor, upper: Tensor) -> 
 
 @ATTACKS.register("mla_lp")
 class MLALP(JacobianAttack):
+    paper = "Zhou, Yang, Guo, Zhang, Zhang & Chen, Generating Multi-label Adversarial Examples by Linear Programming, IJCNN 2020"
+    url = "https://doi.org/10.1109/IJCNN48605.2020.9206614"
     Config = MLALPConfig
     norm = "linf"
 

@@ -19,6 +19,8 @@ from advlab.attacks.perturbation import ascent_direction, project, random_start
 
 @ATTACKS.register("pgd")
 class PGD(Attack):
+    paper = "Madry, Makelov, Schmidt, Tsipras & Vladu, Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
+    url = "https://arxiv.org/abs/1706.06083"
     Config = PGDConfig
 
     @property

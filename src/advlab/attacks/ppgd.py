@@ -23,6 +23,8 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 
 @ATTACKS.register("ppgd")
 class PerceptualPGD(PerceptualAttack):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = PPGDConfig
 
     def conjugate_gradient(self, x: Tensor, g: Tensor) -> Tensor:

@@ -51,6 +51,8 @@ def grid_smoothness(grid: Tensor) -> Tensor:
 
 @ATTACKS.register("recoloradv")
 class ReColorAdv(Attack):
+    paper = "Laidlaw & Feizi, Functional Adversarial Attacks, NeurIPS 2019"
+    url = "https://arxiv.org/abs/1906.00001"
     Config = ReColorAdvConfig
     norm = None
 

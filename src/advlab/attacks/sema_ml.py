@@ -175,6 +175,8 @@ def graph_violations(labels: Tensor, ancestors: Tensor) -> Tensor:
 # ---- the attack --------------------------------------------------------------------------------------------
 @ATTACKS.register("sema_ml")
 class SemAML(Attack):
+    paper = "Mahmood & Elhamifar, Semantic-Aware Multi-Label Adversarial Attacks, CVPR 2024"
+    url = "https://openaccess.thecvf.com/content/CVPR2024/html/Mahmood_Semantic-Aware_Multi-Label_Adversarial_Attacks_CVPR_2024_paper.html"
     Config = SemAMLConfig
 
     def __init__(self, params: Any, task: Any):

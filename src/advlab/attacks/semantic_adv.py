@@ -72,12 +72,14 @@ class SemanticAdvResult:
 
 @ATTACKS.register("semantic_adv")
 class SemanticAdv(Attack):
+    paper = "Qiu, Xiao, Yang, Yan, Lee & Li, SemanticAdv: Generating Adversarial Examples via Attribute-conditioned Image Editing, ECCV 2020"
+    url = "https://arxiv.org/abs/1906.07927"
     Config = SemanticAdvConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         raise AdvlabError(
             "attack=semantic_adv edits images with an attribute-conditional generator and needs the source "
-            "attributes: run it with pipeline=semantic_adv (see README 'Reproducing SemanticAdv')"
+            "attributes: run it with pipeline=semantic_adv (see docs/papers/semanticadv.md)"
         )
 
     def attribute_indices(self, names: list[str]) -> list[int]:

@@ -42,6 +42,8 @@ def flow_smoothness(flow: Tensor) -> Tensor:
 
 @ATTACKS.register("stadv")
 class StAdv(Attack):
+    paper = "Xiao, Zhu, Li, He, Liu & Song, Spatially Transformed Adversarial Examples, ICLR 2018"
+    url = "https://arxiv.org/abs/1801.02612"
     Config = StAdvConfig
     norm = None
 

@@ -17,6 +17,8 @@ from advlab.data.info import DataInfo
 
 @ATTACKS.register("universal_linf")
 class UniversalLinf(UniversalAttack):
+    paper = "Moosavi-Dezfooli, Fawzi, Fawzi & Frossard, Universal adversarial perturbations, CVPR 2017"
+    url = "https://arxiv.org/abs/1610.08401"
     Config = UniversalLinfConfig
     norm = "linf"
 

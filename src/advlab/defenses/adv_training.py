@@ -14,6 +14,8 @@ from advlab.defenses.configs import AdvTrainingConfig  # noqa: F401
 
 @DEFENSES.register("adv_training")
 class AdversarialTraining(Defense):
+    paper = "Madry, Makelov, Schmidt, Tsipras & Vladu, Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
+    url = "https://arxiv.org/abs/1706.06083"
     Config = AdvTrainingConfig
     trains_victim = True
 

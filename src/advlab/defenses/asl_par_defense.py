@@ -44,12 +44,15 @@ class FilteredVictim(nn.Module):
         net = getattr(victim, "net", None)
         self.text_prompts: nn.Parameter | None = None
         if text_prompts and hasattr(net, "text_ctx"):
+            # the defense's own prompts, passed to the victim per call: the victim module is not modified, so
+            # the undefended victim evaluated after the fine-tuning is still the undefended victim
             width = net.text_ctx.shape[1]
-            net.text_ctx = nn.Parameter(torch.zeros(text_prompts, width, device=net.text_ctx.device))
-            self.text_prompts = net.text_ctx
+            self.text_prompts = nn.Parameter(torch.zeros(text_prompts, width, device=net.text_ctx.device))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.victim(self.filter(x))
+        if self.text_prompts is None:
+            return self.victim(self.filter(x))
+        return self.victim(self.filter(x), text_ctx=self.text_prompts)
 
     def train(self, mode: bool = True) -> FilteredVictim:
         super().train(mode)
@@ -71,6 +74,10 @@ class FilteredVictim(nn.Module):
 
 @DEFENSES.register("asl_par")
 class ASLPARDefense(Defense):
+    paper = (
+        "Adversarial Semantic and Label Perturbation Attack for Pedestrian Attribute Recognition, arXiv 2025"
+    )
+    url = "https://arxiv.org/abs/2505.23313"
     Config = ASLPARDefenseConfig
 
     def __init__(self, params: Any, task: Any):

@@ -13,8 +13,13 @@ from advlab.tasks.base import Task
 
 
 class Defense:
+    """No defense (``defense=none``): the victim as trained; the base class every defense extends."""
+
     Config = ComponentConfig
     registered_name = "defense"
+    #: the paper that defines the defense ("Authors, Title, Venue Year") and its link
+    paper: str | None = None
+    url: str | None = None
     #: the victim must be (re)trained with this defense in the fit loop
     trains_victim = False
 

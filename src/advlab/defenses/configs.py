@@ -33,12 +33,15 @@ class AdvTrainingConfig(ComponentConfig):
 
 @dataclasses.dataclass
 class ASLPARDefenseConfig(ComponentConfig):
+    # the official schedule (AttackPAR train_defense.sh / config.py): 3 text prompts, 1 epoch, batch 32, SGD
+    # momentum 0.9, weight decay 1e-4, filter lr 8e-4, prompts 4e-4 (defense=asl_par_long: 10 epochs, batch 16,
+    # 4 text prompts, advlab's earlier settings, no source)
     kernel_size: int = 3
-    text_prompts: int = 4  # learnable text prompt vectors (0 = filter only)
+    text_prompts: int = 3  # learnable text prompt vectors (0 = filter only)
     filter_lr: float = 8e-4
     prompt_lr: float = 4e-4
-    epochs: int = 10
-    batch_size: int = 16
+    epochs: int = 1
+    batch_size: int = 32
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 1e-4

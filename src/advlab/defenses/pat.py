@@ -19,6 +19,8 @@ from advlab.utils import frozen
 
 @DEFENSES.register("pat")
 class PerceptualAdversarialTraining(AdversarialTraining):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = PATConfig
 
     def training_batch(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -78,13 +78,16 @@ class EvalResult:
 
     ``clean_correct`` / ``adv_correct`` are per-example bools over the evaluated test images, in order (the
     task's ``correct``; ``adv_correct`` only with an attack), e.g. to combine several attacks into a union
-    accuracy; ``targets`` are the attack's targets (targeted attacks only)."""
+    accuracy; ``targets`` are the attack's targets (targeted attacks only); ``meters`` the task meters the
+    ``clean/*`` (``clean``) and ``adv/*`` (``adv``, with an attack) metrics were computed from, so that a report
+    drawn from them (e.g. per-attribute tables) holds exactly the numbers of ``metrics``."""
 
     metrics: dict[str, float]
     examples: Examples
     targets: Tensor | None
     clean_correct: Tensor
     adv_correct: Tensor | None
+    meters: dict[str, Meter] = dataclasses.field(default_factory=dict)
 
 
 class Evaluation:
@@ -168,6 +171,7 @@ class Evaluation:
             torch.cat(st.targets) if st.targets else None,
             torch.cat(st.clean_correct).cpu(),
             torch.cat(st.adv_correct).cpu() if st.adv_correct else None,
+            {"clean": st.clean, **({"adv": st.adv} if self.run_attack else {})},
         )
 
 

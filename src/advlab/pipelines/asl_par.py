@@ -10,15 +10,14 @@
    resumable), then evaluate the defended model: ``defended/*`` on the attacked test images and
    ``defended_clean/*`` on the clean ones.
 
-Per-attribute results of every phase go to ``attributes.md``.
+Per-attribute results of every phase go to ``attributes.md``, drawn from the meters behind the phase's metrics
+(see :func:`attribute_tables`).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.errors import ConfigError
@@ -35,19 +34,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def attribute_tables(models: dict[str, tuple[torch.nn.Module, Any]], task: Any, data: Any, spec: Any) -> str:
-    """Markdown per-attribute tables: one per (phase, model, perturbation or None)."""
-    meters = {name: task.meter() for name in models}
-    loader = data.loader("test", spec.eval.batch_size, shuffle=False, limit=spec.eval.num_examples)
-    for x, y in loader:
-        x, y = x.to(spec.device), y.to(spec.device)
-        for name, (model, attack) in models.items():
-            inp = x if attack is None else attack.apply(x).clamp(0, 1)
-            task.update_metrics(meters[name], model(inp), y)
+#: attributes.md section -> the results.json metric prefix of the same phase
+PHASES = {
+    "victim clean": "clean",
+    "victim attacked": "adv",
+    "defended clean": "defended_clean",
+    "defended attacked": "defended",
+}
+
+
+def attribute_tables(meters: dict[str, Any]) -> str:
+    """Markdown per-attribute tables, one per phase (a key of :data:`PHASES`), drawn from the very meters the
+    phase's ``<prefix>/*`` metrics in ``results.json`` were computed from: the ``mA`` line is the metric itself
+    (``repr`` of the same float), so the two reports agree to the last digit."""
     parts = []
     for name, meter in meters.items():
-        parts.append(f"## {name}\n\nmA {meter.compute()['mA']:.4f}\n\n{meter.attribute_table()}")
+        m_a = meter.compute()["mA"]
+        parts.append(f"## {name} (`{PHASES[name]}/*`)\n\nmA {m_a!r}\n\n{meter.attribute_table()}")
     return "\n".join(parts)
 
 
@@ -78,12 +81,13 @@ class ASLPARPipeline(Pipeline):
         victim = victim.to(spec.device).eval()
         attack, task, data = parts.attack, parts.task, parts.data
         fit_or_load_universal(ctx, attack, victim, data)
-        metrics = evaluate(
+        result = evaluate(
             victim, task, data, attack, spec.eval, spec.device, spec.seed,
             progress=spec.progress, resume_path=ctx.scratch("eval_state.pt"),
-        ).metrics  # fmt: skip
+        )  # fmt: skip
+        metrics = result.metrics
         ctx.recorder.log(metrics)
-        tables = {"victim clean": (victim, None), "victim attacked": (victim, attack)}
+        tables = {"victim clean": result.meters["clean"], "victim attacked": result.meters["adv"]}
         if spec.defense.name == "asl_par":
             defense = ctx.build().defense
             defense.set_attack(attack)
@@ -97,10 +101,11 @@ class ASLPARPipeline(Pipeline):
             )  # fmt: skip
             defended.eval()
             atomic_torch_save(defended.defense_state(), ctx.run_dir / "defense.pt")
-            after = evaluate(
+            after_result = evaluate(
                 defended, task, data, attack, spec.eval, spec.device, spec.seed,
                 progress=spec.progress, resume_path=ctx.scratch("eval_defended_state.pt"),
-            ).metrics  # fmt: skip
+            )  # fmt: skip
+            after = after_result.metrics
             for key, value in after.items():
                 phase, _, name = key.partition("/")
                 if phase == "clean":
@@ -108,8 +113,13 @@ class ASLPARPipeline(Pipeline):
                 elif phase == "adv":
                     metrics[f"defended/{name}"] = value
             ctx.recorder.log({k: v for k, v in metrics.items() if k.startswith("defended")})
-            tables.update({"defended clean": (defended, None), "defended attacked": (defended, attack)})
+            tables.update(
+                {
+                    "defended clean": after_result.meters["clean"],
+                    "defended attacked": after_result.meters["adv"],
+                }
+            )
         if self.params.attribute_table:
-            text = attribute_tables(tables, task, data, spec)
+            text = attribute_tables(tables)
             atomic_write_text(ctx.run_dir / "attributes.md", text)
         return metrics, {"victim": {"name": spec.victim.name, **victim_info}}

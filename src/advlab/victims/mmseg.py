@@ -5,7 +5,11 @@ The wrapper owns mmseg's input conventions, so everything outside it sees float 
 the config's ``data_preprocessor`` mean/std (0-255 scale) become the wrapper's normalisation, and a model that
 expects BGR input (``bgr_to_rgb=False``) gets its channels flipped inside. The output is the main decode
 head's logits resized (bilinear, the head's ``align_corners``) to the input resolution; PIDNet's training-time
-(P, I, D) outputs are reduced to the main (I) branch.
+(P, I, D) outputs are reduced to the main (I) branch. In eval mode (attacks, evaluation) the config's
+``model.test_cfg`` decides how an image is run, as mmseg's ``predict`` does: ``whole``, or ``slide`` with its
+``crop_size`` / ``stride`` (SegFormer's Cityscapes configs: 1024x1024 windows every 768 pixels, logits averaged
+where windows overlap; ``victims/inference.py``), differentiable so attacks see the model as it is evaluated.
+In training mode (the fit loop) the whole input goes through, as in mmseg's ``loss``.
 
 ``SyncBN`` becomes ``victim.norm`` (``BN``) for single-device runs; ``Pretrained`` init entries (downloads)
 are dropped. Checkpoints (the mmseg model-zoo ``.pth`` files) are read from local paths with
@@ -31,6 +35,7 @@ from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
 from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file
 from advlab.victims.configs import MMSEG_MODELS, MMSegConfig  # noqa: F401
+from advlab.victims.inference import InferenceMode, slide_inference
 
 logger = logging.getLogger(__name__)
 
@@ -125,23 +130,34 @@ class MMSegVictim(Victim):
         std: tuple[float, ...],
         bgr_input: bool,
         main_output: int,
+        inference: InferenceMode | None = None,
+        window_batch: int | None = None,
     ):
         super().__init__(net, mean, std)
         self.bgr_input = bgr_input
         self.main_output = main_output
+        self.inference = inference or InferenceMode()
+        self.window_batch = window_batch
+
+    def logits(self, z: Tensor) -> Tensor:
+        """The main decode head's logits of normalised inputs ``z``, at ``z``'s resolution (``encode_decode``)."""
+        out = self.net.decode_head(self.net.extract_feat(z))
+        if isinstance(out, (tuple, list)):
+            out = out[self.main_output]
+        if out.shape[-2:] != z.shape[-2:]:
+            out = F.interpolate(
+                out, size=z.shape[-2:], mode="bilinear", align_corners=self.net.decode_head.align_corners
+            )
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bgr_input:
             x = x.flip(1)
         z = (x - self.mean) / self.std
-        out = self.net.decode_head(self.net.extract_feat(z))
-        if isinstance(out, (tuple, list)):
-            out = out[self.main_output]
-        if out.shape[-2:] != x.shape[-2:]:
-            out = F.interpolate(
-                out, size=x.shape[-2:], mode="bilinear", align_corners=self.net.decode_head.align_corners
-            )
-        return out
+        mode = self.inference
+        if mode.mode == "slide" and not self.training:
+            return slide_inference(self.logits, z, mode.crop, mode.stride, self.window_batch)
+        return self.logits(z)
 
 
 class _InertMeta:
@@ -264,6 +280,7 @@ class MMSegBuilder(VictimBuilder):
         check(c == 3, "victim", f"{self.params.name} needs 3-channel RGB images (dataset has {c} channels)")
         model = self.model_config(num_outputs)
         self._preproc = model.pop("data_preprocessor", None) or {}
+        self._inference = InferenceMode.from_mmseg(model.get("test_cfg"), "victim.cfg_options")
         model["data_preprocessor"] = None
         net = MODELS.build(model)
         if self.params.init_weights and not self.params.checkpoint:
@@ -276,7 +293,15 @@ class MMSegBuilder(VictimBuilder):
         mean = [m / 255.0 for m in pre.get("mean", [123.675, 116.28, 103.53])]
         std = [s / 255.0 for s in pre.get("std", [58.395, 57.12, 57.375])]
         bgr_input = not pre.get("bgr_to_rgb", False)
-        return MMSegVictim(net, tuple(mean), tuple(std), bgr_input, self.main_output)
+        return MMSegVictim(
+            net,
+            tuple(mean),
+            tuple(std),
+            bgr_input,
+            self.main_output,
+            self._inference,
+            self.params.window_batch,
+        )
 
     def load_checkpoint(self, path: str) -> dict[str, Tensor]:
         return load_mmseg_checkpoint(path, self.params.trusted_checkpoint, zoo_weights(self.params.config))
