@@ -24,6 +24,8 @@ from advlab.defenses.configs import MultiAdvTrainingConfig
 
 @DEFENSES.register("multi_adv_training")
 class MultiAdversarialTraining(Defense):
+    """Adversarial training against several attacks: one drawn per batch, their average or their max."""
+
     Config = MultiAdvTrainingConfig
     trains_victim = True
     paper = "Laidlaw, Singla, Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"

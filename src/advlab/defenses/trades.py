@@ -32,6 +32,8 @@ def kl_to_clean(adv_logits: Tensor, clean_probs: Tensor) -> Tensor:
 
 @DEFENSES.register("trades")
 class TRADES(Defense):
+    """TRADES: clean cross-entropy plus beta times the KL to the worst example in the Linf ball."""
+
     Config = TRADESConfig
     trains_victim = True
     paper = "Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan, Theoretically Principled Trade-off between Robustness and Accuracy, ICML 2019"

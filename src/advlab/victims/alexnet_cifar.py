@@ -82,6 +82,8 @@ class AlexNetCifar(nn.Module):
 
 @VICTIMS.register("alexnet_cifar")
 class AlexNetCifarVictim(VictimBuilder):
+    """The PAT authors' CIFAR-10 AlexNet: their LPIPS network and mCE baseline; trained here or loaded."""
+
     Config = AlexNetCifarConfig
     paper = "Laidlaw, Singla, Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
     url = "https://github.com/cassidylaidlaw/perceptual-advex"
