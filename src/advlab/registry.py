@@ -106,14 +106,26 @@ def parse_config(config_cls: type, node: Any, key: str) -> Any:
 
 
 def check_finite(obj: Any, key: str) -> None:
-    """Every float field of a config dataclass (nested ones included) is finite: nan and inf are never a
-    meaningful step size, bound or weight; a field that means "no limit" is ``null``."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}.{f.name}: must be a finite number (got {value}); use null for no limit")
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            check_finite(value, f"{key}.{f.name}")
+    """Every float field of a config dataclass (nested ones and lists included) is finite: nan and inf are never
+    a meaningful step size, bound or weight; a field that means "no limit" is ``null``. All are reported."""
+    bad = non_finite_fields(obj, key)
+    if bad:
+        raise ConfigError(*(f"{k}: must be a finite number (got {v}); use null for no limit" for k, v in bad))
+
+
+def non_finite_fields(obj: Any, key: str) -> list[tuple[str, float]]:
+    """(``key.field``, value) of every nan or +-inf float in ``obj``, through nested dataclasses, lists, dicts."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [(key, obj)]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items = [(f".{f.name}", getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, dict):
+        items = [(f".{k}", v) for k, v in obj.items()]
+    elif isinstance(obj, list | tuple):
+        items = [(f"[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        return []
+    return [found for suffix, value in items for found in non_finite_fields(value, f"{key}{suffix}")]
 
 
 class Registry(Generic[T]):

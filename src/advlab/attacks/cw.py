@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
 from advlab.attacks.configs import CWL2Config  # noqa: F401
+from advlab.progress import track
 
 
 @ATTACKS.register("cw_l2")
@@ -32,7 +33,9 @@ class CWL2(Attack):
         best_l2 = torch.full((n,), float("inf"), device=x.device)
         best = x.clone()
         iters = torch.zeros(n, device=x.device)
-        for _ in range(p.binary_search_steps):
+        for _ in track(
+            range(p.binary_search_steps), f"  {self.registered_name} binary search", enabled=None, unit="step"
+        ):
             w = w0.clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=p.lr)
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)

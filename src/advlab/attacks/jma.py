@@ -77,6 +77,7 @@ class JacobianAttack(Attack):
 class JMA(JacobianAttack):
     paper = "Tondi, Guo, Pancino & Barni, JMA: a General Algorithm to Craft Nearly Optimal Targeted Adversarial Examples, arXiv 2024"
     url = "https://arxiv.org/abs/2401.01199"
+    needs_task = ("target_constraints",)
     Config = JMAConfig
     norm = "l2"
 

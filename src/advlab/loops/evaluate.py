@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
@@ -24,6 +22,7 @@ from advlab.errors import AdvlabError
 from advlab.loops.configs import EvalConfig  # noqa: F401
 from advlab.metrics.distortion import distortion, image_quality
 from advlab.metrics.meter import Meter
+from advlab.progress import track
 from advlab.reporting.pictures import Examples
 from advlab.resume import LoopState
 from advlab.tasks.base import Task
@@ -210,7 +209,7 @@ def evaluate(
     ev = Evaluation(model, task, attack, params, state)
     last_save = time.perf_counter()
     desc = f"attack {attack.registered_name}" if ev.run_attack else "evaluate"
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty())
+    bar = track(loader, desc, enabled=progress)
     for i, (x, y) in enumerate(bar):
         if i < state.next_batch:
             continue

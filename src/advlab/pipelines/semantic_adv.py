@@ -115,8 +115,9 @@ def prepare_generator(
         torch.manual_seed(spec.seed)
         trained = build_generator(params, len(attrs))
         fit_stargan(
-            trained, disc, data, params.gan_train, spec.device, spec.seed, resume_path, ctx.recorder.log
-        )
+            trained, disc, data, params.gan_train, spec.device, spec.seed, resume_path, ctx.recorder.log,
+            spec.progress,
+        )  # fmt: skip
         return {k: v.cpu() for k, v in trained.state_dict().items()}
 
     # the StarGAN loop is single-process: under torchrun rank 0 trains, the other ranks wait and load

@@ -101,3 +101,14 @@ TASKS.declare("multilabel", "advlab.tasks.multilabel", MultiLabelConfig)
 TASKS.declare("par", "advlab.tasks.par", PARTaskConfig)
 TASKS.declare("segmentation", "advlab.tasks.segmentation", SegmentationConfig)
 TASKS.declare("verification", "advlab.tasks.verification", VerificationConfig)
+
+#: task -> the kind of ground truth it consumes (``advlab.data.info.LABEL_KINDS``); a dataset's kind is its
+#: ``default_task``'s, so ``task.name`` must name a task of the same kind
+LABEL_KIND = {
+    "classification": "class",
+    "ecoc": "class",
+    "multilabel": "multi-hot",
+    "par": "multi-hot",
+    "segmentation": "mask",
+    "verification": "identity",
+}
