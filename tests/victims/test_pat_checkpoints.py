@@ -140,14 +140,16 @@ def test_alexnet_cifar_composes_and_trains_on_digits(tmp_path):
 
     cfg = make_cfg(
         "victim=alexnet_cifar", "victim.hidden=64", "dataset.channels=3", "dataset.size=16",
-        "dataset.test_fraction=0.7", "train.epochs=3", "attack=none", "eval.grid_examples=0", "device=cpu",
+        "dataset.test_fraction=0.5", "train.epochs=3", "train.lr=0.002", "attack=none", "eval.grid_examples=0",
+        "device=cpu",
     )  # fmt: skip
     res = run(cfg, tmp_path / "run")
     assert res["victim"]["name"] == "alexnet_cifar" and res["victim"]["source"] == "trained"
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert len(losses) == 3
-    assert losses[-1] < losses[0] and losses[-1] < 2.2  # below ln(10) = 2.30, the loss of a uniform guess
+    # falling, and clearly below ln(10) = 2.303, the loss of a uniform guess (measured: 2.30, 2.14, 2.04)
+    assert losses[2] < losses[1] < losses[0] and losses[-1] < 2.2
 
 
 @pytest.mark.slow
