@@ -104,6 +104,7 @@ SUITE = (
     "pipeline.attacks.autoattack_linf.steps=5",
     "pipeline.attacks.stadv.steps=5",
     "pipeline.models.at.defense.attack.steps=2",
+    "pipeline.baseline.model=undefended",  # the undefended-model normalisation (pat_digits: AlexNet)
 )
 
 

@@ -8,7 +8,8 @@ all 1000 ImageNet classes, every ``class_stride``-th one of the sorted wnids (``
 paper's ImageNet-100), or the wnids listed in ``classes_file`` (one per line). Images are decoded lazily;
 the test transform is resize 256 + centre crop 224 (``dataset.size``), the training transform a random
 resized crop + horizontal flip. ImageNet-C-style corruptions of the validation split are generated on the fly
-by the robustness suite (``pipeline.corruption.source=generate``).
+by the robustness suite (``pipeline.corruption.source=generate``), or read from the released ImageNet-C files
+(``source=imagenet_c``, :mod:`advlab.data.imagenet_c`).
 """
 
 from __future__ import annotations
@@ -87,16 +88,25 @@ class ImageNet100(DataModule):
             items += [(f, label) for f in files]
         return items
 
+    def test_transform(self):
+        """PIL image -> tensor in [0, 1]: resize ``resize``, centre crop ``size`` (also used for ImageNet-C)."""
+        from torchvision import transforms as T
+
+        p = self.params
+        return T.Compose([T.Resize(p.resize), T.CenterCrop(p.size), T.ToTensor()])
+
     def dataset(self, split: str) -> Dataset:
         self.check_split(split)
         from torchvision import transforms as T
 
         p = self.params
         if split == "train" and p.augment:
-            tf = [T.RandomResizedCrop(p.size), *([T.RandomHorizontalFlip()] if p.hflip else [])]
+            tf = T.Compose(
+                [T.RandomResizedCrop(p.size), *([T.RandomHorizontalFlip()] if p.hflip else []), T.ToTensor()]
+            )
         else:
-            tf = [T.Resize(p.resize), T.CenterCrop(p.size)]
-        return _Folder(self._items("train" if split == "train" else "val"), T.Compose([*tf, T.ToTensor()]))
+            tf = self.test_transform()
+        return _Folder(self._items("train" if split == "train" else "val"), tf)
 
     def train_transform(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return x  # augmentation happens per image while decoding

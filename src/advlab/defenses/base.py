@@ -31,6 +31,13 @@ class Defense:
         """The batch the fit loop takes a gradient step on (default: unchanged)."""
         return x, y
 
+    def training_loss(self, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(outputs, loss)`` of the fit loop's step on the batch ``training_batch`` made (default: the task's
+        training loss on ``net(x)``; a defense with its own objective, e.g. TRADES, overrides this). ``net`` is
+        in train mode (DDP-wrapped when distributed); ``outputs`` must line up with ``y`` for the metrics."""
+        outputs = net(x)
+        return outputs, self.task.loss(outputs, y)
+
     def wrap(self, victim: nn.Module) -> nn.Module:
         """The model that is evaluated and attacked (default: the victim itself)."""
         return victim

@@ -84,6 +84,43 @@ class PATConfig(AdvTrainingConfig):
         )
 
 
+@dataclasses.dataclass
+class TRADESConfig(ComponentConfig):
+    beta: float = 6.0  # weight of the robust (KL) term
+    eps: float = 0.031  # Linf radius of the inner maximisation
+    step_size: float = 0.007
+    steps: int = 10
+    init_std: float = 0.001  # x'_0 = x + init_std * N(0, I)
+
+    def validate(self, key: str) -> None:
+        check(self.beta >= 0, f"{key}.beta", f"must be >= 0 (got {self.beta})")
+        check(self.eps > 0, f"{key}.eps", f"must be > 0 (got {self.eps})")
+        check(self.step_size > 0, f"{key}.step_size", f"must be > 0 (got {self.step_size})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.init_std >= 0, f"{key}.init_std", f"must be >= 0 (got {self.init_std})")
+
+
+MODES = ("random", "average", "max")
+
+
+@dataclasses.dataclass
+class MultiAdvTrainingConfig(ComponentConfig):
+    attacks: dict[str, Any] = dataclasses.field(default_factory=dict)  # {name: attack config}
+    mode: str = "random"  # random | average | max
+    seed: int = 0  # draws of the random mode
+
+    def validate(self, key: str) -> None:
+        check(self.mode in MODES, f"{key}.mode", f"must be one of {MODES} (got '{self.mode}')")
+        check(len(self.attacks) > 0, f"{key}.attacks", "list at least one attack ({name: attack config})")
+        parsed = {}
+        for name, node in self.attacks.items():
+            attack = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
+            check(attack.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
+            check(not getattr(attack, "targeted", False), f"{key}.attacks.{name}.targeted", "must be false")
+            parsed[name] = dataclasses.asdict(attack)
+        self.attacks = parsed
+
+
 TRANSFORMS = ("jpeg", "blur", "squeeze")
 
 
@@ -139,4 +176,6 @@ DEFENSES.declare("adv_training", "advlab.defenses.adv_training", AdvTrainingConf
 DEFENSES.declare("asl_par", "advlab.defenses.asl_par_defense", ASLPARDefenseConfig)
 DEFENSES.declare("input_transform", "advlab.defenses.input_transform", InputTransformConfig)
 DEFENSES.declare("none", "advlab.defenses.base", ComponentConfig)
+DEFENSES.declare("multi_adv_training", "advlab.defenses.multi_adv_training", MultiAdvTrainingConfig)
 DEFENSES.declare("pat", "advlab.defenses.pat", PATConfig)
+DEFENSES.declare("trades", "advlab.defenses.trades", TRADESConfig)

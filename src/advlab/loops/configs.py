@@ -55,7 +55,10 @@ class TrainConfig:
     schedule: str = "cosine"  # none | cosine | multistep
     milestones: list[int] = dataclasses.field(default_factory=list)  # multistep epochs (x0.1 at each)
     warmup_epochs: int = 0
-    grad_clip: float | None = None
+    grad_clip: float | None = None  # clip the gradient's global L2 norm
+    grad_clip_value: float | None = (
+        None  # clip every gradient entry to [-v, v] (the PAT authors' trainer: 1.0)
+    )
     sync_bn: bool = True  # distributed training on GPUs: BatchNorm statistics over the global batch
 
     def validate(self, key: str) -> None:
@@ -77,6 +80,9 @@ class TrainConfig:
             f"{key}.warmup_epochs",
             f"must be in [0, {key}.epochs) (got {key}.warmup_epochs={self.warmup_epochs}, {key}.epochs={self.epochs})",
         )
+        for name in ("grad_clip", "grad_clip_value"):
+            value = getattr(self, name)
+            check(value is None or value > 0, f"{key}.{name}", f"must be > 0 or null (got {value})")
 
 
 @dataclasses.dataclass

@@ -126,8 +126,7 @@ def fit(
                 group["lr"] = base * factor
             x, y = defense.training_batch(model, x, y)
             model.train()
-            outputs = net(x)
-            loss = task.loss(outputs, y)
+            outputs, loss = defense.training_loss(net, x, y)
             if not torch.isfinite(loss):
                 raise AdvlabError(
                     f"train: loss is {loss.item()} at epoch {epoch + 1}, step {i + 1}; lower train.lr "
@@ -137,6 +136,8 @@ def fit(
             loss.backward()
             if params.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            if params.grad_clip_value:
+                torch.nn.utils.clip_grad_value_(model.parameters(), params.grad_clip_value)
             optimizer.step()
             meter.add("loss", loss.detach().expand(x.shape[0]))
             task.update_metrics(meter, outputs.detach(), y)

@@ -12,7 +12,7 @@ from pathlib import Path
 from advlab.errors import CheckpointError
 from advlab.registry import check
 
-MODELS = ("self", "alexnet", "alexnet_random")
+MODELS = ("self", "alexnet", "alexnet_cifar", "alexnet_random")
 
 
 def torch_hub_dir() -> Path:
@@ -48,11 +48,21 @@ def alexnet_weights_path(weights: str | None, key: str = "lpips.weights") -> Pat
 class LPIPSConfig:
     """Which perceptual distance an attack or defense uses."""
 
-    model: str = "self"  # self | alexnet | alexnet_random (untrained trunk: tests only)
+    model: str = "self"  # self | alexnet | alexnet_cifar | alexnet_random (untrained trunk: tests only)
     layers: list[str] | None = None  # self: module names inside the victim (None = automatic)
-    weights: str | None = None  # alexnet: a state_dict path (None = torchvision's cache under TORCH_HOME)
+    # alexnet: a state_dict path (None = torchvision's cache under TORCH_HOME); alexnet_cifar: the PAT authors'
+    # alexnet_cifar.pt or an advlab victim=alexnet_cifar file (required)
+    weights: str | None = None
 
     def validate(self, key: str) -> None:
         check(self.model in MODELS, f"{key}.model", f"must be one of {MODELS} (got '{self.model}')")
         if self.model == "alexnet":
             alexnet_weights_path(self.weights, key=f"{key}.weights")  # fails early when absent
+        if self.model == "alexnet_cifar":
+            check(
+                bool(self.weights) and Path(os.path.expanduser(str(self.weights))).is_file(),
+                f"{key}.weights",
+                f"lpips.model=alexnet_cifar needs its weights file (got {self.weights!r}): the authors' "
+                "alexnet_cifar.pt (https://perceptual-advex.s3.us-east-2.amazonaws.com/alexnet_cifar.pt) or a "
+                "victim=alexnet_cifar file trained by advlab",
+            )

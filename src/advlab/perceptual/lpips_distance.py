@@ -9,6 +9,9 @@ weights: this is the distance the perceptual attacks bound. Feature networks:
   CNN the activation after every convolution stage; or any list of module names). No external weights.
 * ``alexnet``: torchvision's ImageNet AlexNet, the five ReLU outputs of its convolutional trunk. Weights come
   from ``TORCH_HOME`` (``hub/checkpoints/alexnet-owt-7be5be79.pth``, torchvision's cache) or a path.
+* ``alexnet_cifar``: the PAT authors' CIFAR-10 AlexNet (:mod:`advlab.victims.alexnet_cifar`), the five ReLU
+  outputs of its trunk, on ImageNet-normalised inputs (or the normalisation stored in an advlab victim file).
+  ``weights`` is required: their ``alexnet_cifar.pt`` or an advlab-trained ``victim=alexnet_cifar`` file.
 
 :class:`CalibratedLPIPS` wraps the ``lpips`` package's *calibrated* LPIPS (learned linear weights) for
 measuring the distortion of any attack (``attack/lpips`` in the evaluate loop).
@@ -124,6 +127,42 @@ class AlexNetFeatures(nn.Module):
         return out
 
 
+class AlexNetCifarFeatures(nn.Module):
+    """The five ReLU outputs of the PAT authors' CIFAR-10 AlexNet trunk, on normalised inputs. The classifier
+    weights in the file are not used (LPIPS needs the trunk only)."""
+
+    def __init__(self, weights: str):
+        super().__init__()
+        from advlab.victims.alexnet_cifar import LPIPS_RELUS, alexnet_cifar_trunk
+        from advlab.victims.perceptual_advex import load_alexnet_cifar
+
+        state = load_alexnet_cifar(weights, key="lpips.weights")
+        trunk = {k[len("net.features.") :]: v for k, v in state.items() if k.startswith("net.features.")}
+        in_channels = trunk["0.weight"].shape[1] if "0.weight" in trunk else 3
+        self.relus = LPIPS_RELUS
+        self.features = alexnet_cifar_trunk(in_channels)[: LPIPS_RELUS[-1] + 1]
+        try:
+            self.features.load_state_dict(trunk)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"lpips.weights: '{weights}' does not hold an alexnet_cifar trunk ({str(exc).splitlines()[0]})"
+            ) from None
+        self.features.eval().requires_grad_(False)
+        self.register_buffer("mean", state["mean"].float().view(1, -1, 1, 1))
+        self.register_buffer("std", state["std"].float().view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if x.shape[1] == 1 and self.features[0].in_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        h = (x - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in self.relus:
+                out.append(h)
+        return out
+
+
 class LPIPSDistance:
     """``d(x1, x2)`` per sample, over a fixed feature network or the victim's own layers (``self``).
 
@@ -137,6 +176,8 @@ class LPIPSDistance:
         self.extractor: nn.Module | None = None
         if params.model in ("alexnet", "alexnet_random"):
             self.extractor = AlexNetFeatures(params.weights, pretrained=params.model == "alexnet")
+        elif params.model == "alexnet_cifar":
+            self.extractor = AlexNetCifarFeatures(str(params.weights))
         if model is not None:
             self.bind(model)
 
@@ -147,7 +188,9 @@ class LPIPSDistance:
                 self.layers = list(self.params.layers or default_self_layers(model))
             self.model = model
         elif self.extractor is not None:
-            ref = next(unwrap(model).parameters(), None) or next(unwrap(model).buffers(), None)
+            ref = next(unwrap(model).parameters(), None)
+            if ref is None:  # (a tensor's truth value is ambiguous: compare with None)
+                ref = next(unwrap(model).buffers(), None)
             if ref is not None:
                 self.extractor.to(ref.device)
         return self

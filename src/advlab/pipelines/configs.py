@@ -32,7 +32,9 @@ class PipelineConfig(ComponentConfig):
 @dataclasses.dataclass
 class CorruptionSuiteConfig:
     enabled: bool = True
-    source: str = "generate"  # generate (imagecorruptions, any dataset) | npy (CIFAR-10-C layout under root)
+    source: str = (
+        "generate"  # generate (imagecorruptions) | npy (CIFAR-10-C under root) | imagenet_c (ImageNet-C)
+    )
     root: str | None = None
     names: list[str] = dataclasses.field(default_factory=lambda: list(CORRUPTIONS))
     severities: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -42,7 +44,7 @@ class CorruptionSuiteConfig:
 
 @dataclasses.dataclass
 class BaselineConfig:
-    model: str | None = None  # a model of this suite, or of the results file below
+    model: str | None = None  # a model of this suite or of pipeline.baselines, or of the results file below
     results: str | None = None  # results.json of another robustness_suite run
     checkpoint: str | None = None  # a victim state_dict (architecture: the run's victim + victim_overrides)
     victim_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -74,10 +76,15 @@ class RobustnessSuiteConfig(PipelineConfig):
     union: list[str] | None = None  # attacks that make up adv/union (null = all of them)
     corruption: CorruptionSuiteConfig = dataclasses.field(default_factory=CorruptionSuiteConfig)
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
+    # models that only normalise mCE (prepared like models, not attacked, not in the table): {name: overrides},
+    # e.g. the paper's AlexNet {alexnet: {victim: {name: alexnet_cifar}}} with baseline.model=alexnet
+    baselines: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         check(len(self.models) > 0, f"{key}.models", "list at least one model ({name: overrides})")
-        for name in [*self.models, *self.attacks]:
+        clash = sorted(set(self.baselines) & set(self.models))
+        check(not clash, f"{key}.baselines", f"{clash} are already names of pipeline.models")
+        for name in [*self.models, *self.attacks, *self.baselines]:
             check(
                 "/" not in name and name not in ("union",),
                 f"{key}",
@@ -92,20 +99,30 @@ class RobustnessSuiteConfig(PipelineConfig):
             parsed = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
             check(parsed.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
         c = self.corruption
-        check(c.source in ("generate", "npy"), f"{key}.corruption.source", "must be generate or npy")
+        check(
+            c.source in ("generate", "npy", "imagenet_c"),
+            f"{key}.corruption.source",
+            f"must be generate, npy or imagenet_c (got '{c.source}')",
+        )
         unknown = sorted(set(c.names) - set(CORRUPTIONS))
         check(
             not unknown, f"{key}.corruption.names", f"unknown {unknown}; available: {', '.join(CORRUPTIONS)}"
         )
         check(all(1 <= s <= 5 for s in c.severities) and c.severities, f"{key}.corruption.severities", "1..5")
-        if c.enabled and c.source == "npy":
-            check(c.root is not None, f"{key}.corruption.root", "set the CIFAR-10-C folder for source=npy")
+        if c.enabled and c.source in ("npy", "imagenet_c"):
+            what = "CIFAR-10-C" if c.source == "npy" else "ImageNet-C"
+            check(
+                c.root is not None, f"{key}.corruption.root", f"set the {what} folder for source={c.source}"
+            )
         b = self.baseline
         chosen = [n for n, v in (("results", b.results), ("checkpoint", b.checkpoint)) if v]
         check(len(chosen) <= 1, f"{key}.baseline", "set at most one of results / checkpoint")
         if not chosen and b.model is not None:
             check(
-                b.model in self.models, f"{key}.baseline.model", f"'{b.model}' is not in {list(self.models)}"
+                b.model in self.models or b.model in self.baselines,
+                f"{key}.baseline.model",
+                f"'{b.model}' is neither in pipeline.models {list(self.models)} nor in pipeline.baselines "
+                f"{list(self.baselines)}",
             )
         for name, path in (("results", b.results), ("checkpoint", b.checkpoint)):
             if path and not Path(os.path.expanduser(path)).is_file():

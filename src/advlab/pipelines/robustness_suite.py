@@ -12,11 +12,17 @@ comparison. Config (``conf/pipeline/robustness_suite.yaml``; experiments fill it
   ``<model>/attack/<attack>/*``) are recorded, plus ``<model>/adv/union/acc``: the share of test images the
   model classifies correctly under *every* attack (the paper's union accuracy).
 * ``corruption``: the 15 common corruptions x severities, generated on the fly (``source: generate``, any
-  dataset) or read from ``<corruption>.npy`` files (``source: npy``, CIFAR-10-C). Records
+  dataset), read from ``<corruption>.npy`` files (``source: npy``, CIFAR-10-C) or from the released ImageNet-C
+  folders for the dataset's classes (``source: imagenet_c``, ``dataset=imagenet100``). Records
   ``<model>/corruption/<name>/err`` (mean over severities), ``<model>/corruption/clean_err`` and, against the
   ``baseline``, ``<model>/corruption/mCE`` and ``<model>/corruption/rel_mCE``.
-* ``baseline``: the model whose errors normalise mCE: one of the suite's models (``model``), a model of
-  another suite run's ``results.json`` (``results`` + ``model``), or a victim ``checkpoint``.
+* ``baseline``: the model whose errors normalise mCE: one of the suite's models or of ``baselines``
+  (``model``), a model of another suite run's ``results.json`` (``results`` + ``model``), or a victim
+  ``checkpoint``.
+* ``baselines``: ``{name: overrides}`` like ``models``, for models prepared only to normalise the corruption
+  errors (not attacked, not in the robustness table), e.g. the paper's AlexNet:
+  ``baselines: {alexnet: {victim: {name: alexnet_cifar}}}`` with ``baseline.model: alexnet`` -- trained by advlab
+  (cached) or loaded (``pipeline.baselines.alexnet.victim.checkpoint=<the authors' alexnet_cifar.pt>``).
 
 The run folder gets ``robustness_table.md/.csv`` (models x attacks) and ``corruption_table.md/.csv``. The suite
 is resumable: every finished (model, attack) and (model, corruptions) result is saved to ``suite_state.pt``.
@@ -37,6 +43,7 @@ from omegaconf import OmegaConf
 
 from advlab.attacks.base import ATTACKS, NoAttack
 from advlab.data.cifar10c import GeneratedCorruptions, NpyCorruptions
+from advlab.data.imagenet_c import ImageNetCFolders
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
 from advlab.metrics.corruption import mce, relative_mce
@@ -75,11 +82,12 @@ class RobustnessSuite(Pipeline):
     Config = RobustnessSuiteConfig
 
     def check(self, ctx: RunContext) -> None:
-        for name, overrides in self.params.models.items():
-            try:
-                model_spec(ctx, overrides)
-            except ConfigError as exc:
-                raise ConfigError(f"pipeline.models.{name}: {exc}") from None
+        for group in ("models", "baselines"):
+            for name, overrides in getattr(self.params, group).items():
+                try:
+                    model_spec(ctx, overrides)
+                except ConfigError as exc:
+                    raise ConfigError(f"pipeline.{group}.{name}: {exc}") from None
 
     # ---- state ---------------------------------------------------------------------------------------
     def _save(self, ctx: RunContext, state: dict) -> None:
@@ -94,6 +102,15 @@ class RobustnessSuite(Pipeline):
         c = self.params.corruption
         if c.source == "npy":
             return NpyCorruptions(c.root, list(c.names), c.num_examples)
+        if c.source == "imagenet_c":
+            if not hasattr(data, "classes") or not hasattr(data, "test_transform"):
+                raise ConfigError(
+                    f"pipeline.corruption.source=imagenet_c reads ImageNet-C for an ImageNet dataset's classes "
+                    f"(dataset=imagenet100), not dataset={spec.dataset.name}"
+                )
+            return ImageNetCFolders(
+                c.root, list(c.names), list(c.severities), data.classes, data.test_transform(), c.num_examples
+            )
         x, y = _stack(data.dataset("test"))
         if c.num_examples is not None:
             x, y = x[: c.num_examples], y[: c.num_examples]
@@ -199,13 +216,14 @@ class RobustnessSuite(Pipeline):
         extra: dict[str, Any] = {"victims": victims}
         if p.corruption.enabled:
             baseline = self._baseline(ctx, state, sources)
-            for mname, res in state["corruptions"].items():
-                if mname not in p.models:
-                    continue
+            scored = [m for m in state["corruptions"] if m in p.models]
+            for mname, res in [(m, state["corruptions"][m]) for m in scored] + (
+                [(baseline["name"], baseline)] if baseline is not None and "name" in baseline else []
+            ):
                 for c, errs in res["errors"].items():
                     metrics[f"{mname}/corruption/{c}/err"] = sum(errs) / len(errs)
                 metrics[f"{mname}/corruption/clean_err"] = res["clean"]
-                if baseline is not None:
+                if baseline is not None and mname in p.models:
                     metrics[f"{mname}/corruption/mCE"] = mce(res["errors"], baseline["errors"])
                     metrics[f"{mname}/corruption/rel_mCE"] = relative_mce(
                         res["errors"], res["clean"], baseline["errors"], baseline["clean"]
@@ -222,6 +240,8 @@ class RobustnessSuite(Pipeline):
     def _clean_for(self, source, data):
         if isinstance(source, GeneratedCorruptions):
             return source.x, source.y
+        if isinstance(source, ImageNetCFolders):
+            return source.clean(data.root / "val")
         x, y = _stack(data.dataset("test"))
         n = len(source.labels) // 5 if len(source.labels) % 5 == 0 and len(source.labels) > len(y) else len(y)
         k = min(len(y), n if source.limit is None else min(n, source.limit))
@@ -261,6 +281,21 @@ class RobustnessSuite(Pipeline):
                 )
                 self._save(ctx, state)
             return state["corruptions"]["__baseline__"]
+        if b.model in self.params.baselines:
+            key = f"__baseline__/{b.model}"
+            if key not in state["corruptions"]:
+                bspec = model_spec(ctx, self.params.baselines[b.model])
+                parts = ctx.build(bspec)
+                victim, _ = ctx.prepare_victim(parts, bspec)
+                model = parts.defense.wrap(victim).to(bspec.device).eval()
+                dkey = json.dumps(dataclasses.asdict(bspec.dataset), sort_keys=True, default=str)
+                src = sources.get(dkey) or self._corruption_source(ctx, bspec, parts.data)
+                logger.info(f"baseline {b.model}: common corruptions")
+                state["corruptions"][key] = self.corruption_errors(
+                    ctx, model, parts.task, src, self._clean_for(src, parts.data)
+                )
+                self._save(ctx, state)
+            return {**state["corruptions"][key], "name": b.model}
         if b.model:
             return state["corruptions"][b.model]
         return None

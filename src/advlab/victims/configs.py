@@ -196,9 +196,30 @@ class ResNetConfig(VictimConfig):
     small_input: bool = True  # 3x3 stride-1 stem without max-pool (for inputs <= 64 px)
 
 
+#: how ``victim.checkpoint`` is read: advlab (a state_dict) | perceptual_advex (the PAT authors' files)
+CHECKPOINT_LAYOUTS = ("advlab", "perceptual_advex")
+
+
 @dataclasses.dataclass
 class ResNet50Config(VictimConfig):
     pretrained: str | None = None  # ImageNet backbone weights file
+    small_input: bool = False  # CIFAR stem: 3x3 stride-1 first convolution, no max-pool
+    checkpoint_layout: str = "advlab"  # advlab | perceptual_advex (docs/papers/pat.md)
+
+    def validate(self, key: str) -> None:
+        check(
+            self.checkpoint_layout in CHECKPOINT_LAYOUTS,
+            f"{key}.checkpoint_layout",
+            f"must be one of {CHECKPOINT_LAYOUTS} (got '{self.checkpoint_layout}')",
+        )
+
+
+@dataclasses.dataclass
+class AlexNetCifarConfig(VictimConfig):
+    hidden: int = 4096  # width of the two hidden fully-connected layers (the PAT authors': 4096)
+
+    def validate(self, key: str) -> None:
+        check(self.hidden > 0, f"{key}.hidden", f"must be > 0 (got {self.hidden})")
 
 
 @dataclasses.dataclass
@@ -332,6 +353,7 @@ def mmseg_config(name: str, config: str) -> type:
 
 VICTIMS: Registry = Registry("victim", "victim")
 #: name -> (implementing module, config): the implementation is imported on first use
+VICTIMS.declare("alexnet_cifar", "advlab.victims.alexnet_cifar", AlexNetCifarConfig)
 VICTIMS.declare("clip_mlp", "advlab.victims.clip_mlp", CLIPMLPConfig)
 VICTIMS.declare("face_resnet101", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare("face_resnet50", "advlab.victims.face_resnet", FaceResNetConfig)
