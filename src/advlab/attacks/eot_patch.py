@@ -29,7 +29,6 @@ still classified correctly.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from advlab.attacks.configs import PLACEMENTS, EOTPatchConfig  # noqa: F401
 from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
+from advlab.reporting.pictures import save_patch_pictures
 
 
 def gamma_weighted_loss(loss: Tensor, correct: Tensor, valid: Tensor, gamma: float | None) -> Tensor:
@@ -261,40 +261,7 @@ class EOTPatch(UniversalAttack):
         return epoch_end
 
     def save_artifacts(self, run_dir: Path) -> dict[str, Path]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        out: dict[str, Path] = {}
-        patch = self.patch.detach().clamp(0, 1).cpu()
-        path = Path(run_dir) / "patch.png"
-        plt.imsave(path, patch.permute(1, 2, 0).squeeze(-1).numpy(), vmin=0, vmax=1)
-        out["patch"] = path
-        rows = []
-        metrics = Path(run_dir) / "metrics.jsonl"
-        if metrics.is_file():
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        curve = {}
-        for r in rows:  # the last value per epoch (a resumed run may have logged an epoch twice)
-            vals = {k: v for k, v in r.items() if k.startswith("universal/val_")}
-            if "universal/epoch" in r and vals:
-                curve[int(r["universal/epoch"])] = vals
-        if curve:
-            epochs = sorted(curve)
-            fig, ax = plt.subplots(figsize=(5, 3.2))
-            for key in sorted(curve[epochs[0]]):
-                ax.plot(epochs, [curve[e].get(key) for e in epochs], marker="o", label=key.split("/")[1])
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(key.split("_")[-1])
-            ax.grid(alpha=0.3)
-            ax.legend()
-            fig.tight_layout()
-            path = Path(run_dir) / "patch_curve.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            out["patch_curve"] = path
-        return out
+        return save_patch_pictures(self.patch, run_dir)
 
 
 __all__ = ["EOTPatch", "eot_transform", "gamma_weighted_loss", "paste_patch", "patch_positions"]

@@ -66,6 +66,7 @@ from advlab.pipelines.configs import (  # noqa: F401  (re-exported for callers o
     StarGANConfig,
     target_ids,
 )
+from advlab.reporting.pictures import save_image_rows
 from advlab.tasks.verification import Verification, embedding_distance, pair_distances, threshold_at_fpr
 from advlab.utils import frozen
 from advlab.victims.base import VICTIMS, load_state_dict_file
@@ -483,32 +484,6 @@ def self_transfer(outcomes: list[GFPROutcome], thresholds: Thresholds) -> dict[s
 # ---- stage 7: pictures ------------------------------------------------------------------------------------
 
 
-def _save_grid(rows: list[tuple[str, Tensor]], titles: list[tuple[str, str]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = rows[0][1].shape[0]
-    fig, axes = plt.subplots(len(rows), k, figsize=(1.6 * k, 1.7 * len(rows)), squeeze=False)
-    for r, (label, imgs) in enumerate(rows):
-        for j in range(k):
-            ax = axes[r, j]
-            ax.imshow(imgs[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7)
-            if r == 0:
-                text, colour = titles[j]
-                ax.set_title(text, fontsize=5.5, color=colour)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def success_marks(d: Tensor, thresholds: Thresholds) -> list[str]:
     """Per distance: which test FPRs accept it, e.g. ``T1e-3 yes | T1e-4 no``."""
     return [
@@ -551,7 +526,7 @@ def save_pictures(
     if first.x_edit is not None:
         rows.append(("G(x', c_new)", first.x_edit[cols, best]))
     rows.append(("adversarial", first.x_adv[cols, best]))
-    paths = [_save_grid(rows, titles, ctx.run_dir / f"semanticadv_pairs_g{outcome.tag}.png")]
+    paths = [save_image_rows(rows, titles, ctx.run_dir / f"semanticadv_pairs_g{outcome.tag}.png")]
     ctx.recorder.image(
         f"examples_pairs_g{outcome.tag}",
         paths[0],
@@ -572,7 +547,9 @@ def save_pictures(
             ("G(x', c_new)", first.x_edit[0]),
             ("adversarial", first.x_adv[0]),
         ]
-        paths.append(_save_grid(rows, titles, ctx.run_dir / f"semanticadv_attributes_g{outcome.tag}.png"))
+        paths.append(
+            save_image_rows(rows, titles, ctx.run_dir / f"semanticadv_attributes_g{outcome.tag}.png")
+        )
         ctx.recorder.image(
             f"examples_attributes_g{outcome.tag}", paths[-1], caption=f"every attribute, G-FPR {outcome.tag}"
         )

@@ -65,3 +65,73 @@ def save_example_grid(examples: Examples, class_names: list[str], path: Path) ->
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def save_image_rows(rows: list[tuple[str, Tensor]], titles: list[tuple[str, str]], path: Path) -> Path:
+    """A grid of images, one labelled row per ``(label, images [k, C, H, W])``, the columns titled by
+    ``(text, colour)`` (e.g. SemanticAdv's source / edited / adversarial rows, successes in green)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = rows[0][1].shape[0]
+    fig, axes = plt.subplots(len(rows), k, figsize=(1.6 * k, 1.7 * len(rows)), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for j in range(k):
+            ax = axes[r, j]
+            ax.imshow(imgs[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+            if r == 0:
+                text, colour = titles[j]
+                ax.set_title(text, fontsize=5.5, color=colour)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_patch_pictures(patch: Tensor, run_dir: Path) -> dict[str, Path]:
+    """A universal patch's pictures: ``patch.png`` and, from the run's ``metrics.jsonl``, ``patch_curve.png``
+    (the validation metric per epoch, clean and patched: the learning curve of the EOT patch paper's Fig. 2)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, Path] = {}
+    path = Path(run_dir) / "patch.png"
+    plt.imsave(path, patch.detach().clamp(0, 1).cpu().permute(1, 2, 0).squeeze(-1).numpy(), vmin=0, vmax=1)
+    out["patch"] = path
+    metrics = Path(run_dir) / "metrics.jsonl"
+    rows = (
+        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if metrics.is_file()
+        else []
+    )
+    curve = {}
+    for r in rows:  # the last value per epoch (a resumed run may have logged an epoch twice)
+        vals = {k: v for k, v in r.items() if k.startswith("universal/val_")}
+        if "universal/epoch" in r and vals:
+            curve[int(r["universal/epoch"])] = vals
+    if curve:
+        epochs = sorted(curve)
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for key in sorted(curve[epochs[0]]):
+            ax.plot(epochs, [curve[e].get(key) for e in epochs], marker="o", label=key.split("/")[1])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.split("_")[-1])
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = Path(run_dir) / "patch_curve.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out["patch_curve"] = path
+    return out
