@@ -133,15 +133,15 @@ def test_apgd_lowers_accuracy_at_least_as_much_as_pgd_with_the_same_budget(digit
     for name, params in (
         ("pgd", {"eps": eps, "steps": steps}),
         ("apgd", {"eps": eps, "steps": steps}),
-        ("autoattack", {"eps": eps, "steps": steps, "n_target_classes": 2}),
+        ("apgd_ce_t", {"eps": eps, "steps": steps, "n_target_classes": 2}),
     ):
-        torch.manual_seed(0)  # the same random start for APGD and AutoAttack's APGD-CE stage
+        torch.manual_seed(0)  # the same random start for APGD and APGD-CE-T's APGD-CE stage
         x_adv = build(name, task, **params)(model, x, y)
         assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
         with torch.no_grad():
             accs[name] = float(task.correct(model(x_adv), y).float().mean())
     assert accs["apgd"] <= accs["pgd"]
-    assert accs["autoattack"] <= accs["apgd"]  # the worst case over APGD-CE (same start) and APGD-T
+    assert accs["apgd_ce_t"] <= accs["apgd"]  # the worst case over APGD-CE (same start) and APGD-T
     assert accs["pgd"] < 0.95  # the budget matters
 
 

@@ -1,9 +1,11 @@
 from advlab.attacks import (  # noqa: F401  (registers)
     apgd,
     asl_par,
+    autoattack,
     cw,
     ecoc_attack,
     eot_patch,
+    fab,
     fgsm,
     jma,
     jpeg_linf,
@@ -16,6 +18,7 @@ from advlab.attacks import (  # noqa: F401  (registers)
     recoloradv,
     sema_ml,
     semantic_adv,
+    square,
     stadv,
     universal_noise,
 )
