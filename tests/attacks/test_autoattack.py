@@ -4,9 +4,12 @@ AutoAttack's stages (each on the examples still robust, the per-stage robust acc
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from conftest import make_cfg, run_cli
 from oracle_helpers import tiny_victim
 from scipy.optimize import linprog, minimize
 
@@ -245,3 +248,51 @@ def test_class_logit_attacks_refuse_other_tasks_with_the_key_and_a_fix():
     ATTACKS.create("square", task)  # and so is Square (the task's margin)
     with pytest.raises(ConfigError, match="attack.version"):
         parse_config(ATTACKS.get("autoattack").Config, {"name": "autoattack", "version": "fast"}, "attack")
+
+
+@pytest.mark.slow
+def test_cli_autoattack_logs_each_stage_in_order_and_adv_acc_is_the_last(digits_setup, tmp_path):
+    proc = run_cli(
+        "attack=autoattack_linf",
+        "attack.eps=0.1",
+        "eval.num_examples=64",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+        # small iteration/query counts: the same code paths as the defaults, in seconds
+        "attack.steps=5",
+        "attack.n_target_classes=2",
+        "attack.queries=100",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "results.json").read_text())["metrics"]
+    keys = [k for k in m if k.startswith("attack/autoattack/")]
+    assert keys == [f"attack/autoattack/{s}/acc" for s in ("apgd_ce", "apgd_t", "fab_t", "square")]
+    accs = [m[k] for k in keys]
+    assert accs == sorted(accs, reverse=True) and accs[0] <= m["clean/acc"]
+    assert m["adv/acc"] == accs[-1]
+    assert m["attack/linf_max"] <= 0.1 + 1e-6
+
+
+@pytest.mark.parametrize(
+    "preset,deviations",
+    [
+        ("autoattack_linf", {}),
+        ("autoattack_l2", {"norm": "l2", "eps": 1.0}),
+        ("apgd_ce_t", {}),
+        ("fab_t", {}),
+        ("square_linf", {}),
+    ],
+)
+def test_presets_repeat_only_the_defaults(preset, deviations):
+    import dataclasses
+
+    cfg = make_cfg(f"attack={preset}")
+    cls = ATTACKS.get(cfg.attack.name)
+    parsed = parse_config(cls.Config, cfg.attack, "attack")
+    default = cls.Config(name=cfg.attack.name)
+    diff = {
+        f.name: getattr(parsed, f.name)
+        for f in dataclasses.fields(parsed)
+        if getattr(parsed, f.name) != getattr(default, f.name)
+    }
+    assert diff == deviations
