@@ -56,11 +56,51 @@ def rgb_info(size: int) -> DataInfo:
     return DataInfo(10, (3, size, size), [str(i) for i in range(10)], (0.5,) * 3, (0.25,) * 3)
 
 
+class _Placeholder(types.ModuleType):
+    """A stand-in module: every attribute is an inert placeholder class (never used by the attacks tested)."""
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        if attr == "DATASETS":  # a registry perceptual_advex adds its datasets to
+            value = {}
+            setattr(self, attr, value)
+            return value
+        return type(attr, (), {})
+
+
+#: modules perceptual_advex imports at import time that the attacks under test never use: the UAR attacks'
+#: package (advex_uar) and MadryLab's robustness (model loading and its own datasets)
+_UNRELATED = (
+    "advex_uar",
+    "advex_uar.common",
+    "advex_uar.common.pyt_common",
+    "advex_uar.attacks",
+    "advex_uar.attacks.attacks",
+    "robustness",
+    "robustness.datasets",
+    "robustness.model_utils",
+    "robustness.attacker",
+    "robustness.cifar_models",
+    "robustness.cifar_models.resnet",
+    "robustness.data_augmentation",
+)
+
+
 def stub_perceptual_advex_imports() -> None:
-    """perceptual_advex.attacks imports modules of other projects at import time (``advex_uar``, used only by
-    its UAR attacks): register empty stand-ins for them, so the authors' own attacks can be imported."""
-    for name in ("advex_uar", "advex_uar.common", "advex_uar.common.pyt_common", "advex_uar.attacks"):
+    """Make ``import perceptual_advex.attacks`` work without its unrelated dependencies: placeholder modules
+    for :data:`_UNRELATED`, and ``torchvision.models.utils.load_state_dict_from_url`` (removed from
+    torchvision; it is ``torch.hub``'s). Test helper only: advlab never imports perceptual_advex."""
+    for name in _UNRELATED:
         if name not in sys.modules:
-            mod = types.ModuleType(name)
-            mod.get_attack = None  # type: ignore[attr-defined]
-            sys.modules[name] = mod
+            sys.modules[name] = _Placeholder(name)
+            sys.modules[name].__path__ = []  # a package, so that its submodules import
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, sys.modules[name])
+    if "torchvision.models.utils" not in sys.modules:
+        import torch.hub
+
+        utils = types.ModuleType("torchvision.models.utils")
+        utils.load_state_dict_from_url = torch.hub.load_state_dict_from_url  # type: ignore[attr-defined]
+        sys.modules["torchvision.models.utils"] = utils

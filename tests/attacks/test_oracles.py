@@ -111,3 +111,33 @@ def test_autoattack_standard_matches_the_reference(victim):
     assert stages == sorted(stages, reverse=True) and stages[-1] == pytest.approx(
         float(r_ours.float().mean())
     )
+
+
+@pytest.fixture(scope="module")
+def rgb_victim():
+    model, task, x, y = tiny_victim(channels=3)
+    return model, task, x[:16], y[:16]
+
+
+def test_recoloradv_matches_the_authors_code_and_stays_within_its_bound(rgb_victim):
+    """PAT's ReColorAdvAttack (perceptual_advex 0.2.6 on recoloradv 0.0.1) and advlab's, same settings."""
+    from oracle_helpers import stub_perceptual_advex_imports
+
+    from advlab.attacks.recoloradv import colour_offsets, to_luv
+
+    stub_perceptual_advex_imports()
+    pa = pytest.importorskip("perceptual_advex.attacks")
+    model, task, x, y = rgb_victim
+    steps = 10
+    attack = ATTACKS.create("recoloradv", task, steps=steps)
+    ours = attack(model, x, y)
+    theirs = pa.ReColorAdvAttack(model, bound=0.06, num_iterations=steps)(x, y).detach()
+    # the bound, exactly, where it is defined: the grid offsets and so every pixel's colour offset
+    assert attack.last_grid.abs().max() <= 0.06 + 1e-6
+    assert colour_offsets(to_luv(x), attack.last_grid).abs().max() <= 0.06 + 1e-6
+    # what reaches the image is no larger than what the authors' code produces on the same images
+    luv = lambda xa: (to_luv(xa) - to_luv(x)).abs().amax(1)  # noqa: E731
+    assert luv(ours).max() <= luv(theirs).max() + 1e-3
+    assert (ours - x).abs().max() <= (theirs - x).abs().max() + 1e-3 and (ours - x).abs().max() < 0.5
+    asr = lambda xa: float((~robust(model, xa, y)).float().mean())  # noqa: E731
+    assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9

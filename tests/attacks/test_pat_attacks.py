@@ -166,7 +166,7 @@ def test_stadv_flow_respects_its_bound_and_defines_the_image(rgb_setup):
 
 def test_recoloradv_colour_change_respects_its_bound(rgb_setup):
     model, task, x, y = rgb_setup
-    attack = build("recoloradv", task, steps=10, bound=0.06, resolution=8)
+    attack = build("recoloradv", task, steps=10, bound=0.06, resolution=[8, 8, 8])
     x_adv = attack(model, x, y)
     assert attack.last_grid.abs().max() <= 0.06 + 1e-7
     change = (to_luv(x_adv) - to_luv(x)).abs().amax(1)
