@@ -141,3 +141,23 @@ def test_recoloradv_matches_the_authors_code_and_stays_within_its_bound(rgb_vict
     assert (ours - x).abs().max() <= (theirs - x).abs().max() + 1e-3 and (ours - x).abs().max() < 0.5
     asr = lambda xa: float((~robust(model, xa, y)).float().mean())  # noqa: E731
     assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
+
+
+def test_stadv_matches_the_authors_code_and_stays_within_its_bound(rgb_victim):
+    """PAT's StAdvAttack and advlab's StAdv (Adam, 4-neighbour smoothness 0.0025/bound, zero padding)."""
+    from oracle_helpers import stub_perceptual_advex_imports
+
+    from advlab.attacks.stadv import warp
+
+    stub_perceptual_advex_imports()
+    pa = pytest.importorskip("perceptual_advex.attacks")
+    model, task, x, y = rgb_victim
+    attack = ATTACKS.create("stadv", task, steps=10)
+    ours = attack(model, x, y)
+    theirs = pa.StAdvAttack(model, bound=0.05, num_iterations=10)(x, y).detach()
+    assert attack.last_flow.abs().max() <= 0.05 + 1e-7
+    assert torch.allclose(warp(x, attack.last_flow).clamp(0, 1), ours, atol=1e-6)
+    asr = lambda xa: float((~robust(model, xa, y)).float().mean())  # noqa: E731
+    assert 0 < asr(theirs) < 1  # the comparison is not trivial
+    assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
+    assert (ours - theirs).abs().max() < 0.05  # the same images, up to float rounding in the optimiser path
