@@ -27,17 +27,16 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from advlab.app import config_dir
 from advlab.attacks.base import ATTACKS
+from advlab.config_files import compose_config
+from advlab.context import build_spec, prepare_victim
 from advlab.data.base import DATASETS
 from advlab.defenses.base import DEFENSES
 from advlab.loggers.base import Tracker
 from advlab.metrics.distortion import image_quality
 from advlab.metrics.meter import Meter
 from advlab.recorder import RunRecorder
-from advlab.runner import build_spec, prepare_victim
 from advlab.tasks.base import TASKS
 
 
@@ -64,8 +63,7 @@ def compose_cfg(args: argparse.Namespace, attack: str, extra: list[str]):
         overrides.append(f"task.flip_bits={args.flip_bits}")
     if attack != "jma":
         overrides.append(f"attack={attack}")
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=overrides + extra)
+    return compose_config(*overrides, *extra)
 
 
 def run_attack(attack, model, task, batches, device) -> dict[str, float]:

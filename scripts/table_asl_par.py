@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from advlab.table import collect_runs, to_csv, to_markdown
+from advlab.reporting.table import collect_runs, to_csv, to_markdown
 
 PHASES = [
     ("clean", "clean"),

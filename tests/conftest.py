@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from advlab.app import config_dir
+from advlab.config_files import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +32,7 @@ def isolated_cache(tmp_path_factory) -> Path:
 
 def make_cfg(*overrides: str) -> DictConfig:
     """Compose the app's config like the CLI does (logger off and no progress bars unless overridden)."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["logger=none", "progress=false", *overrides])
+    return compose_config("logger=none", "progress=false", *overrides)
 
 
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -52,11 +50,11 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def digits_setup(isolated_cache):
     """(model, task, data, spec) for the default config: the small CNN trained on digits (cached)."""
+    from advlab.context import build_spec, prepare_victim
     from advlab.data.base import DATASETS
     from advlab.defenses.base import DEFENSES
     from advlab.loggers.base import Tracker
     from advlab.recorder import RunRecorder
-    from advlab.runner import build_spec, prepare_victim
     from advlab.tasks.base import TASKS
 
     spec = build_spec(make_cfg("device=cpu"))

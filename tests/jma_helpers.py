@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advlab.attacks import ATTACKS
 from advlab.data.info import DataInfo
-from advlab.registry import parse_config
 from advlab.tasks.base import TASKS
 
 
@@ -15,12 +15,11 @@ def info(n: int, shape=(1, 4, 4)) -> DataInfo:
 
 
 def task(name: str, n: int, shape=(1, 4, 4), **params):
-    cls = TASKS.get(name)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info(n, shape))
+    return TASKS.create(name, info(n, shape), **params)
 
 
 def attack(cls, t, **params):
-    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
+    return ATTACKS.create(cls.registered_name, t, **params)
 
 
 class Linear(nn.Module):

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-
-def config_dir() -> str:
-    """The packaged configs (wheel install) or the repository's ``conf/`` (editable install)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parents[1] / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"advlab configs not found next to {here}; reinstall advlab")
+from advlab.config_files import config_dir, register_defaults
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from advlab.validation import check_config
+
+    check_config(cfg)  # every bad value at once, before torch and the models are imported
     from advlab.runner import run
 
     results = run(cfg, HydraConfig.get().runtime.output_dir)
@@ -29,7 +23,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def sweep_objective(results: dict) -> float | None:
     """The value a Hydra sweeper optimises: the task's headline metric (``Task.objective_metric``) under
     attack if the run has it, else on clean inputs (or the attack's, e.g. ``attack/asr`` for verification)."""
-    from advlab.tasks.base import TASKS
+    from advlab.tasks.configs import TASKS
 
     name = TASKS.get(results["task"]).objective_metric
     metrics = results["metrics"]
@@ -40,6 +34,7 @@ def sweep_objective(results: dict) -> float | None:
 
 
 def main() -> None:
+    register_defaults()  # the dataclass defaults, before Hydra composes
     _hydra_main()
 
 

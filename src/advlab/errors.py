@@ -2,7 +2,12 @@
 
 
 class AdvlabError(Exception):
-    """Base class for errors advlab reports to the user."""
+    """Base class for errors advlab reports to the user. It may hold several messages (``messages``), one
+    problem each; ``str()`` joins them one per line."""
+
+    def __init__(self, *messages: object):
+        self.messages = [str(m) for m in messages]
+        super().__init__("\n".join(self.messages))
 
 
 class ConfigError(AdvlabError, ValueError):

@@ -7,16 +7,12 @@ import torch
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.perturbation import lp_norm, project, random_start
-from advlab.registry import parse_config
 
 TOL = 1e-6
 
 
 def build(name: str, **params):
-    from advlab.attacks import ATTACKS as registry  # noqa: F401  (registers all)
-
-    cls = ATTACKS.get(name)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "attack"), None)
+    return ATTACKS.create(name, None, **params)
 
 
 def attack_with(task, name: str, **params):

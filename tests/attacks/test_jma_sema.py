@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from advlab.attacks import ATTACKS
 from advlab.attacks.sema_ml import (
-    SemAML,
     ancestor_matrix,
     consistent_targets,
     graph_violations,
@@ -36,13 +36,12 @@ NUSWIDE = (
 
 
 def ml_task(n: int = 6, shape=(3, 4, 4), names=None):
-    cls = TASKS.get("multilabel")
     info = DataInfo(n, shape, names or NAMES[:n], (0.0,) * shape[0], (1.0,) * shape[0])
-    return cls(parse_config(cls.Config, {"name": "multilabel"}, "task"), info)
+    return TASKS.create("multilabel", info)
 
 
 def sema(t, **params):
-    return SemAML(parse_config(SemAML.Config, {"name": "sema_ml", **params}, "attack"), t)
+    return ATTACKS.create("sema_ml", t, **params)
 
 
 def graph_file(tmp_path, text: str) -> str:

@@ -22,8 +22,7 @@ from advlab.victims.smallcnn import small_cnn
 
 
 def build(name: str, task, **params):
-    cls = ATTACKS.get(name)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "attack"), task)
+    return ATTACKS.create(name, task, **params)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import torch
 from conftest import fit_whole_and_resumed, make_cfg
 
 from advlab.attacks.base import ATTACKS
+from advlab.context import build_spec
 from advlab.errors import ConfigError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 
 EPS = 0.1
 UNIVERSAL = ["device=cpu", "attack=universal_linf", f"attack.eps={EPS}", "attack.lr=0.01", "attack.epochs=2",

@@ -8,8 +8,9 @@ from conftest import make_cfg, run_cli
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from advlab.context import build_spec
 from advlab.errors import AdvlabError, CheckpointError, ConfigError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 
 
 @pytest.mark.parametrize(
@@ -103,8 +104,9 @@ def test_finished_run_folder_is_never_overwritten(digits_setup, tmp_path):
 def test_slurm_launcher_config_composes():
     from hydra import compose, initialize_config_dir
 
-    from advlab.app import config_dir
+    from advlab.config_files import config_dir, register_defaults
 
+    register_defaults()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(
             "config",

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from advlab.table import build_table, collect_runs, main, to_markdown
+from advlab.reporting.table import build_table, collect_runs, main, to_markdown
 
 
 def write_run(folder, overrides, metrics):

@@ -10,8 +10,7 @@ from advlab.registry import parse_config
 
 
 def digits(**params):
-    cls = DATASETS.get("digits")
-    return cls(parse_config(cls.Config, {"name": "digits", **params}, "dataset"), seed=0)
+    return DATASETS.create("digits", 0, **params)
 
 
 def test_digits_split_is_stratified_seeded_and_disjoint():

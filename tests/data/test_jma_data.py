@@ -14,12 +14,10 @@ from PIL import Image
 
 from advlab.data.base import DATASETS
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import parse_config
 
 
 def build(name: str, **params):
-    cls = DATASETS.get(name)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "dataset"), 0)
+    return DATASETS.create(name, 0, **params)
 
 
 def write_image(path: Path, color: tuple[int, int, int], size=(20, 14), fmt: str | None = None) -> None:

@@ -78,14 +78,14 @@ def test_evaluate_returns_per_example_masks_and_lpips(digits_setup):
     model, task, data, spec = digits_setup
     attack = ATTACKS.build(ATTACKS.parse({"name": "pgd", "eps": 0.1, "steps": 5}), task)
     params = parse_config(EvalConfig, {"num_examples": 40, "batch_size": 16, "lpips": "self"}, "eval")
-    masks: dict = {}
-    metrics, _, _ = evaluate(model, task, data, attack, params, spec.device, 0, False, per_example=masks)
-    assert masks["clean_correct"].shape == (40,) and masks["adv_correct"].shape == (40,)
-    assert masks["adv_correct"].float().mean().item() == pytest.approx(metrics["adv/acc"])
-    assert masks["clean_correct"].float().mean().item() == pytest.approx(metrics["clean/acc"])
+    result = evaluate(model, task, data, attack, params, spec.device, 0, False)
+    metrics = result.metrics
+    assert result.clean_correct.shape == (40,) and result.adv_correct.shape == (40,)
+    assert result.adv_correct.float().mean().item() == pytest.approx(metrics["adv/acc"])
+    assert result.clean_correct.float().mean().item() == pytest.approx(metrics["clean/acc"])
     assert metrics["attack/lpips_max"] > metrics["attack/lpips"] * 0.99 > 0
     params = parse_config(EvalConfig, {"num_examples": 8, "lpips": "alex_random"}, "eval")
-    metrics, _, _ = evaluate(model, task, data, attack, params, spec.device, 0, False)
+    metrics = evaluate(model, task, data, attack, params, spec.device, 0, False).metrics
     assert metrics["attack/lpips_max"] > 0  # the lpips package's network (random trunk offline)
 
 
@@ -139,8 +139,8 @@ def test_robustness_suite_union_accuracy_and_mce_against_each_kind_of_baseline(t
 
 
 def test_robustness_suite_config_errors_name_their_key(tmp_path):
+    from advlab.context import build_spec
     from advlab.errors import ConfigError
-    from advlab.runner import build_spec
 
     with pytest.raises(ConfigError, match="pipeline.attacks.stadv.bound"):
         build_spec(make_cfg("experiment=pat_digits", "pipeline.attacks.stadv.bound=-1"))

@@ -6,13 +6,13 @@ from conftest import make_cfg
 
 from advlab.attacks.base import ATTACKS
 from advlab.attacks.perturbation import lp_norm
+from advlab.context import build_spec, prepare_victim
 from advlab.data.base import DATASETS
 from advlab.defenses.base import DEFENSES
 from advlab.loggers.base import Tracker
 from advlab.loops.evaluate import evaluate
 from advlab.recorder import RunRecorder
 from advlab.registry import parse_config
-from advlab.runner import build_spec, prepare_victim
 from advlab.tasks.base import TASKS
 
 SMALL = (
@@ -53,7 +53,7 @@ def test_adversarial_training_makes_the_victim_robust(tmp_path):
         d = DEFENSES.build(spec.defense, task)
         model, _ = prepare_victim(spec, data, task, d, RunRecorder(tmp_path, Tracker(None)))
         attack = ATTACKS.build(spec.attack, task)
-        metrics, _, _ = evaluate(model, task, data, attack, spec.eval, spec.device, 0, progress=False)
+        metrics = evaluate(model, task, data, attack, spec.eval, spec.device, 0, progress=False).metrics
         results[defense] = metrics
     assert results["none"]["adv/acc"] < 0.5
     assert results["adv_training"]["adv/acc"] > results["none"]["adv/acc"] + 0.3

@@ -16,7 +16,8 @@ def test_evaluate_metrics_match_direct_computation(digits_setup):
     cls = ATTACKS.get("fgsm")  # deterministic, so the direct computation sees the same images
     attack = cls(parse_config(cls.Config, {"name": "fgsm", "eps": 0.05}, "attack"), task)
     params = EvalConfig(batch_size=50, num_examples=120, grid_examples=4)
-    metrics, examples, targets = evaluate(model, task, data, attack, params, torch.device("cpu"), 0, False)
+    r = evaluate(model, task, data, attack, params, torch.device("cpu"), 0, False)
+    metrics, examples, targets = r.metrics, r.examples, r.targets
     x, y = data.dataset("test").tensors
     x, y = x[:120], y[:120]
     x_adv = attack(model, x, y)
@@ -41,9 +42,8 @@ def test_targeted_evaluation_records_targets(digits_setup):
     attack = cls(
         parse_config(cls.Config, {"name": "pgd", "eps": 0.3, "steps": 20, "targeted": True}, "attack"), task
     )
-    metrics, _, targets = evaluate(
-        model, task, data, attack, EvalConfig(num_examples=64), torch.device("cpu"), 0, False
-    )
+    r = evaluate(model, task, data, attack, EvalConfig(num_examples=64), torch.device("cpu"), 0, False)
+    metrics, targets = r.metrics, r.targets
     _, y = data.dataset("test").tensors
     assert targets.shape == (64,) and torch.all(targets != y[:64])
     assert metrics["attack/asr"] >= 0.9
@@ -51,8 +51,9 @@ def test_targeted_evaluation_records_targets(digits_setup):
 
 def test_clean_only_evaluation(digits_setup):
     model, task, data, _ = digits_setup
-    attack = ATTACKS.get("none")(parse_config(ATTACKS.get("none").Config, {"name": "none"}, "attack"), task)
-    metrics, examples, _ = evaluate(model, task, data, attack, EvalConfig(), torch.device("cpu"), 0, False)
+    attack = ATTACKS.create("none", task)
+    r = evaluate(model, task, data, attack, EvalConfig(), torch.device("cpu"), 0, False)
+    metrics, examples = r.metrics, r.examples
     assert set(metrics) == {"clean/acc", "eval/num_examples"} and examples.x_adv is None
     assert metrics["eval/num_examples"] == len(data.dataset("test"))
 
@@ -66,7 +67,8 @@ def test_interrupted_evaluation_resumes_to_the_same_result(digits_setup, tmp_pat
     params = EvalConfig(batch_size=32, num_examples=160)
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    reference, _, ref_targets = evaluate(model, task, data, attack, params, cpu, 0, False)
+    r = evaluate(model, task, data, attack, params, cpu, 0, False)
+    reference, ref_targets = r.metrics, r.targets
 
     class Killed(Exception):
         pass
@@ -84,10 +86,11 @@ def test_interrupted_evaluation_resumes_to_the_same_result(digits_setup, tmp_pat
     torch.manual_seed(0)
     with pytest.raises(Killed):
         evaluate(model, task, data, attack, params, cpu, 0, False, resume_path=state, checkpoint_every_s=0)
-    assert torch.load(state, weights_only=False)["state"]["next_batch"] == 2
+    assert torch.load(state, weights_only=False)["fields"]["next_batch"] == 2
     attack.perturb = original
     torch.manual_seed(12345)  # a different process state: the checkpoint must restore what matters
-    resumed, _, targets = evaluate(model, task, data, attack, params, cpu, 0, False, resume_path=state)
+    r = evaluate(model, task, data, attack, params, cpu, 0, False, resume_path=state)
+    resumed, targets = r.metrics, r.targets
     assert torch.equal(targets, ref_targets)
     for key, value in reference.items():
         if key != "attack/time_per_image_s":

@@ -8,9 +8,9 @@ import torch
 import torch.multiprocessing as mp
 from conftest import make_cfg
 
+from advlab.context import build_spec
 from advlab.defenses.base import DEFENSES
 from advlab.loops.fit import fit
-from advlab.runner import build_spec
 from advlab.tasks.base import TASKS
 
 
@@ -99,7 +99,7 @@ def test_killed_pat_training_resumes_from_its_checkpoint(tmp_path):
     resume = tmp_path / "resume.pt"
     with pytest.raises(Killed):
         train(resume, kill_after_first_epoch)
-    assert torch.load(resume, weights_only=False)["epoch"] == 1
+    assert torch.load(resume, weights_only=False)["fields"]["epoch"] == 1
     logs: list = []
     resumed = train(resume, logs.append)
     assert [row["train/epoch"] for row in logs] == [2]  # only the missing epoch was trained

@@ -11,23 +11,22 @@ import yaml
 from conftest import make_cfg, run_cli
 from torch import nn
 
+from advlab.attacks import ATTACKS
 from advlab.attacks.jma import JMA
 from advlab.attacks.lots import LOTS
 from advlab.attacks.ml_cw import MLCW
 from advlab.data.info import DataInfo
-from advlab.registry import parse_config
-from advlab.table import build_layout_table, collect_runs
+from advlab.reporting.table import build_layout_table, collect_runs
 from advlab.tasks.base import TASKS
 
 
 def task(name: str, n: int, shape=(3, 4, 4), **params):
-    cls = TASKS.get(name)
     info = DataInfo(n, shape, [str(i) for i in range(n)], (0.0,) * shape[0], (1.0,) * shape[0])
-    return cls(parse_config(cls.Config, {"name": name, **params}, "task"), info)
+    return TASKS.create(name, info, **params)
 
 
 def attack(cls, t, **params):
-    return cls(parse_config(cls.Config, {"name": cls.registered_name, **params}, "attack"), t)
+    return ATTACKS.create(cls.registered_name, t, **params)
 
 
 def mlp(outputs: int, seed: int = 0) -> nn.Module:
@@ -147,7 +146,7 @@ def test_table_jma_layout(tmp_path):
     assert header == ["Attack", "Parameters", "ASR", "bASR", "MSE", "n_it", "Time(s)"]  # no SSIM in any run
     assert cells[0][:2] == ["jma", "step=0.1"] and cells[1][:2] == ["jma", "step=0.5"]
     assert cells[2] == ["ml_cw", "initial_const=0.01", "0.90", "0.970", "4.0e-05", "600.00", "1.5"]
-    from advlab.table import main
+    from advlab.reporting.table import main
 
     assert main([str(tmp_path), "--layout", "jma"]) == 0
     assert "| jma | step=0.5 | 0.95 |" in (tmp_path / "table.md").read_text()
@@ -187,7 +186,7 @@ def test_jma_digits_multilabel_end_to_end(tmp_path):
 
 
 def test_target_settings_do_not_retrain_the_victim():
-    from advlab.runner import build_spec, victim_cache_key
+    from advlab.context import build_spec, victim_cache_key
 
     def key(*overrides):
         return victim_cache_key(

@@ -13,10 +13,11 @@ import torch
 from conftest import make_cfg
 from PIL import Image
 
+from advlab.context import build_spec
 from advlab.data.base import DATASETS
 from advlab.data.cityscapes import LABEL_TO_TRAIN
 from advlab.errors import ConfigError, DatasetNotFoundError
-from advlab.runner import build_spec, run
+from advlab.runner import run
 
 NARROW = ("+victim.cfg_options={model.backbone.channels:8,model.backbone.ppm_channels:16,"
           "model.decode_head.in_channels:32,model.decode_head.channels:16}")  # fmt: skip
@@ -63,6 +64,21 @@ def test_saved_patch_reapplied_gives_the_same_numbers(patch_run, tmp_path):
     assert not (tmp_path / "again" / "perturbation.pt").exists()
 
 
+@pytest.mark.slow
+def test_gamma_weighted_loss_ablation_runs_end_to_end(patch_run, tmp_path):
+    # experiment=eot_patch_digits_seg attack.loss=gamma: same victim (cached), same seed and initial patch as the
+    # loss=correct run; a different loss must move the patch differently
+    folder, _ = patch_run
+    results = run(small("attack.loss=gamma", "attack.gamma=0.5"), tmp_path / "gamma")
+    assert results["victim"]["source"] == "cache"
+    m = results["metrics"]
+    assert 0 <= m["adv/mIoU"] <= 1 and 0 <= m["clean/mIoU"] <= 1
+    patch = torch.load(tmp_path / "gamma" / "perturbation.pt", weights_only=True)["patch"]
+    reference = torch.load(folder / "perturbation.pt", weights_only=True)["patch"]
+    assert patch.shape == reference.shape and patch.min() >= 0 and patch.max() <= 1
+    assert not torch.equal(patch, reference)
+
+
 def test_transfer_matrix_evaluates_one_patch_on_a_list_of_victims(patch_run, tmp_path):
     folder, results = patch_run
     overrides = {"cfg_options": {"model.backbone.channels": 8, "model.backbone.ppm_channels": 16,
@@ -90,7 +106,7 @@ def test_transfer_needs_a_patch_and_known_targets():
 
     spec = build_spec(cfg)
     pipeline = PIPELINES.build(spec.pipeline)
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
     ctx = RunContext(cfg, spec, None, {}, None, None)
     with pytest.raises(ConfigError, match="patch"):

@@ -282,10 +282,10 @@ def test_celeba_errors_name_the_problem(celeba_root, tmp_path):
 
 
 def _check(*overrides):
+    from advlab.context import RunContext, build_spec
     from advlab.loggers.base import Tracker
     from advlab.pipelines.base import PIPELINES
     from advlab.recorder import RunRecorder
-    from advlab.runner import RunContext, build_spec
 
     cfg = make_cfg("experiment=semanticadv_synth", "device=cpu", *overrides)
     spec = build_spec(cfg)

@@ -195,3 +195,68 @@ def test_killed_patch_training_resumes_to_the_same_patch(tmp_path):
     start = attack(2)
     start.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(5))
     assert not torch.equal(start.state_dict()["patch"], whole.state_dict()["patch"])  # the steps moved it
+
+
+# --- the gamma-weighted loss of the paper's reference [13] ---------------------------------------------------
+# one 2x3 image, 3 classes; pixel (0, 0) lies under a 1x1 top-left patch, pixel (1, 2) is unlabelled
+GAMMA_LOGITS = [  # [row][col] -> logits of the 3 classes
+    [[0.0, 0.0, 0.0], [2.0, 0.5, -1.0], [0.1, 1.5, 0.3]],
+    [[-0.5, 0.2, 1.9], [1.0, 1.2, 0.0], [3.0, 0.0, 0.0]],
+]
+GAMMA_LABELS = [[0, 0, 1], [0, 1, 255]]
+
+
+def _hand_ce(z: list[float], y: int) -> float:
+    return math.log(sum(math.exp(v) for v in z)) - z[y]
+
+
+def _hand_sets() -> tuple[list[float], list[float]]:
+    """CE of the correctly / wrongly classified labelled pixels outside the patch, computed by hand."""
+    right, wrong = [], []
+    for r in range(2):
+        for c in range(3):
+            y = GAMMA_LABELS[r][c]
+            if (r, c) == (0, 0) or y == 255:
+                continue
+            z = GAMMA_LOGITS[r][c]
+            (right if max(range(3), key=lambda k: z[k]) == y else wrong).append(_hand_ce(z, y))
+    return right, wrong
+
+
+class _FixedLogits(torch.nn.Module):
+    def forward(self, x):
+        return torch.tensor(GAMMA_LOGITS).permute(2, 0, 1)[None].expand(x.shape[0], -1, -1, -1) + 0 * x.sum()
+
+
+def _training_loss(**kw) -> float:
+    info = DataInfo(3, (3, 2, 3), ["a", "b", "c"], (0.5,) * 3, (0.25,) * 3)
+    task = TASKS.build(TASKS.parse({"name": "segmentation"}), info)
+    attack = ATTACKS.create(
+        "eot_patch", task, patch_size=[1, 1], placement="top_left", crop=None, eot=False, **kw
+    )
+    gen = torch.Generator().manual_seed(0)
+    attack.init_perturbation(info, torch.device("cpu"), gen)
+    x, y = torch.rand(1, 3, 2, 3), torch.tensor([GAMMA_LABELS])
+    return -float(
+        attack.training_loss(_FixedLogits(), x, y, gen).detach()
+    )  # the loop minimises the negated loss
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 0.8, 1.0, None])
+def test_gamma_loss_equals_the_hand_computed_weighted_sum_of_correct_and_wrong_pixel_ce(gamma):
+    right, wrong = _hand_sets()
+    assert len(right) == 3 and len(wrong) == 1  # both kinds of pixel; the adaptive gamma is 3/4
+    g = len(right) / (len(right) + len(wrong)) if gamma is None else gamma  # adaptive: |Omega_x| / |Omega|
+    expected = g * sum(right) / len(right) + (1 - g) * sum(wrong) / len(wrong)
+    assert _training_loss(loss="gamma", gamma=gamma) == pytest.approx(expected, rel=1e-6)
+    if gamma == 1.0:  # all weight on the correct pixels: the paper's simplified loss
+        assert _training_loss(loss="correct") == pytest.approx(expected, rel=1e-6)
+
+
+def test_gamma_needs_loss_gamma_and_a_weight_in_the_unit_interval():
+    with pytest.raises(ConfigError, match="attack.gamma"):
+        ATTACKS.parse({"name": "eot_patch", "loss": "gamma", "gamma": 1.5})
+    with pytest.raises(ConfigError, match="attack.gamma"):
+        ATTACKS.parse({"name": "eot_patch", "loss": "correct", "gamma": 0.5})
+    with pytest.raises(ConfigError, match="attack.loss"):
+        ATTACKS.parse({"name": "eot_patch", "loss": "weighted"})

@@ -10,11 +10,11 @@ import torch
 from conftest import make_cfg
 
 from advlab.attacks.base import ATTACKS
+from advlab.context import build_spec
 from advlab.data.synthpar import SynthPAR, SynthPARConfig
 from advlab.defenses.asl_par_defense import ASLPARDefense, ASLPARDefenseConfig
 from advlab.errors import ConfigError
 from advlab.loops.universal import fit_universal
-from advlab.runner import build_spec
 from advlab.tasks.par import PAR, PARTaskConfig
 from advlab.victims.promptpar import PromptPAR, PromptPARConfig, part_stripes
 
@@ -165,6 +165,12 @@ def test_defense_text_prompts_receive_gradient_and_start_as_the_victim(setup):
     trainable = {id(p) for g in model.param_groups(8e-4) for p in g["params"]}
     assert trainable == {id(model.text_prompts), id(model.filter.weight), id(model.filter.bias)}
     assert [g["lr"] for g in model.param_groups(8e-4)] == pytest.approx([8e-4, 4e-4])
+    # fine-tuning the defense leaves the victim itself unchanged (its clean/attacked reports stay the victim's)
+    torch.optim.SGD(model.param_groups(1.0), lr=1.0).step()
+    assert model.text_prompts.abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(victim(x), before, atol=0, rtol=0)
+        assert not torch.allclose(model(x), before, atol=1e-4)
 
 
 def test_per_image_label_shift_is_fixed_per_image_and_seeded(setup):
@@ -214,3 +220,48 @@ def test_resnet_baseline_is_a_par_victim_and_takes_a_transferred_noise(setup):
     both.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(0))
     with pytest.raises(ConfigError, match="objective=both needs the victim's global-local similarity"):
         both.training_loss(victim, x[:4], y[:4], torch.Generator())
+
+
+def test_random_label_baseline_keeps_group_counts_at_random_positions(setup):
+    _, task, data = setup
+    x, y = data.dataset("train").tensors
+    a, b = (
+        asl_par(task, "attack.label_shift=random"),
+        asl_par(task, "attack.label_shift=random", "attack.label_seed=5"),
+    )
+    for atk in (a, b):
+        atk.init_perturbation(data.info, torch.device("cpu"), torch.Generator().manual_seed(0))
+    rand = a.random_per_image(x, y)
+    torch.testing.assert_close(a.random_per_image(x[10:20].flip(0), y[10:20].flip(0)), rand[10:20].flip(0))
+    assert not torch.equal(b.random_per_image(x, y), rand)  # seeded
+    assert set(rand.unique().tolist()) <= {0.0, 1.0}
+    stayed, moved = 0, 0
+    for start, end in data.info.groups:
+        torch.testing.assert_close(rand[:, start:end].sum(1), y[:, start:end].sum(1))  # the same counts
+        if end - start == 1:
+            assert torch.equal(rand[:, start], y[:, start])  # a count of one attribute fixes it
+            continue
+        same = (rand[:, start:end] == y[:, start:end]).all(1)
+        has_pos = (y[:, start:end].sum(1) > 0) & (y[:, start:end].sum(1) < end - start)
+        stayed += int((same & has_pos).sum())
+        moved += int((~same & has_pos).sum())
+    assert (
+        stayed > 0 and moved > stayed
+    )  # random positions: unlike the derangement, some stay where they were
+    # uniform over the group: one positive in a group of 4 lands on each attribute ~1/4 of the time
+    from advlab.tasks.par import random_group_labels
+
+    keys = torch.rand(4000, generator=torch.Generator().manual_seed(1))
+    from advlab.tasks.par import keyed_uniforms
+
+    one = torch.zeros(4000, 4)
+    one[:, 0] = 1
+    out = random_group_labels(one, [(0, 4)], [keyed_uniforms(keys, 4, 0)])
+    torch.testing.assert_close(out.mean(0), torch.full((4,), 0.25), atol=0.03, rtol=0)
+    # the training loss uses these targets
+    loss = a.training_loss(setup[0], x[:4], y[:4], torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    with pytest.raises(
+        ConfigError, match="attack.label_shift: must be one of per_image, fixed, per_sample, random"
+    ):
+        asl_par(task, "attack.label_shift=nope")

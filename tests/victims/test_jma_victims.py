@@ -11,7 +11,6 @@ import torch
 from advlab.attacks.jma import output_jacobian
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import parse_config
 from advlab.victims.base import VICTIMS
 
 TINY_CLIP = {
@@ -22,9 +21,8 @@ TINY_CLIP = {
 
 
 def build(name: str, size: int, outputs: int = 5, **params):
-    cls = VICTIMS.get(name)
     info = DataInfo(outputs, (3, size, size), [str(i) for i in range(outputs)], (0.5,) * 3, (0.25,) * 3)
-    return cls(parse_config(cls.Config, {"name": name, **params}, "victim")).build(info, outputs).eval()
+    return VICTIMS.create(name, **params).build(info, outputs).eval()
 
 
 def jacobian_matches_autograd(model, x):

@@ -4,13 +4,14 @@ import pytest
 import torch
 from conftest import make_cfg
 
+from advlab.context import build_spec, prepare_victim
 from advlab.data.base import DATASETS
 from advlab.data.info import DataInfo
 from advlab.defenses.base import DEFENSES
 from advlab.loggers.base import Tracker
 from advlab.loops.fit import fit
 from advlab.recorder import RunRecorder
-from advlab.runner import build_spec, prepare_victim, run
+from advlab.runner import run
 from advlab.tasks.base import TASKS
 from advlab.victims.base import VICTIMS, Victim
 
@@ -97,7 +98,7 @@ def test_fit_resumes_after_interruption(tmp_path):
     resume = tmp_path / "resume.pt"
     with pytest.raises(Killed):
         train(resume, kill_after_first_epoch)
-    assert torch.load(resume, weights_only=False)["epoch"] == 1  # written before the kill
+    assert torch.load(resume, weights_only=False)["fields"]["epoch"] == 1  # written before the kill
     epochs = []
     resumed = train(resume, lambda s: epochs.append(s["train/epoch"]))
     assert epochs == [2, 3]

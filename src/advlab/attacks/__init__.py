@@ -1,27 +1,20 @@
-from advlab.attacks import (  # noqa: F401  (registers)
-    apgd,
-    asl_par,
-    autoattack,
-    cw,
-    ecoc_attack,
-    eot_patch,
-    fab,
-    fgsm,
-    jma,
-    jpeg_linf,
-    lots,
-    lpa,
-    ml_cw,
-    mla_lp,
-    pgd,
-    ppgd,
-    recoloradv,
-    sema_ml,
-    semantic_adv,
-    square,
-    stadv,
-    universal_noise,
-)
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+"""Attacks: ``ATTACKS`` knows every name (declared with its config in :mod:`advlab.attacks.configs`); each
+implementation module is imported when its name is first built, so importing this package is light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from advlab.attacks.configs import ATTACKS, AttackConfig
+
+_HEAVY = {"Attack": "advlab.attacks.base"}  # imported on first access
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HEAVY:
+        return getattr(importlib.import_module(_HEAVY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ATTACKS", "Attack", "AttackConfig"]

@@ -29,49 +29,16 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.perturbation import NORMS, ascent_direction, lp_norm, project
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import APGDConfig, APGDTConfig  # noqa: F401
+from advlab.attacks.perturbation import ascent_direction, lp_norm, project
 from advlab.errors import ConfigError
-from advlab.registry import check
 
 PAPER = (
     "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free "
     "attacks, ICML 2020"
 )
 URL = "https://arxiv.org/abs/2003.01690"
-
-
-@dataclasses.dataclass
-class APGDConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    steps: int = 100
-    restarts: int = 1
-    loss: str = "ce"  # ce (the task's objective) | dlr
-    rho: float = 0.75
-    momentum: float = 0.75
-    eot_iter: int = 1  # gradient averaged over this many passes (randomised defenses)
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
-        check(self.loss in ("ce", "dlr"), f"{key}.loss", f"must be ce or dlr (got '{self.loss}')")
-        check(0 < self.rho < 1, f"{key}.rho", f"must be in (0, 1) (got {self.rho})")
-        check(0 < self.momentum <= 1, f"{key}.momentum", f"must be in (0, 1] (got {self.momentum})")
-        check(self.eot_iter >= 1, f"{key}.eot_iter", f"must be >= 1 (got {self.eot_iter})")
-
-
-@dataclasses.dataclass
-class APGDTConfig(APGDConfig):
-    loss: str = "dlr"
-    n_target_classes: int = 9
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
-        check(not self.targeted, f"{key}.targeted", "APGD-T picks its own targets; must be false")
 
 
 def checkpoints(steps: int) -> list[int]:

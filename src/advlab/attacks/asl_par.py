@@ -21,7 +21,6 @@ another dataset (bilinearly resized to its image size) or another victim via ``p
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -31,47 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.attacks.configs import ASLPARConfig  # noqa: F401
+from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
-from advlab.tasks.par import keyed_cycles, shift_labels, shift_maps
-
-
-@dataclasses.dataclass
-class ASLPARConfig(UniversalConfig):
-    eps: float | None = 10 / 255  # Linf bound; null = unconstrained (image box only)
-    mode: str = "global"  # global | patch
-    patch_size: int = 30  # side of the centred square patch at 224 px (scaled to the image size)
-    objective: str = "both"  # both | label | semantic  (the paper's ablation switches)
-    semantic_weight: float = 0.5  # weight of L_GL
-    label_seed: int = 0  # seed of the label perturbation (per-group derangements)
-    label_shift: str = (
-        "fixed"  # fixed: one shift for every image (saved) | per_sample: redrawn per image and step
-    )
-    momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    init: str = "zeros"  # zeros | uniform (uniform in [-eps, eps])
-    epochs: int = 40
-    batch_size: int = 48
-    lr: float = 3e-3
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.eps is None or self.eps > 0, f"{key}.eps", f"must be > 0 or null (got {self.eps})")
-        check(self.mode in ("global", "patch"), f"{key}.mode", f"must be global or patch (got '{self.mode}')")
-        check(self.patch_size >= 1, f"{key}.patch_size", f"must be >= 1 (got {self.patch_size})")
-        check(self.objective in ("both", "label", "semantic"), f"{key}.objective",
-              f"must be both, label or semantic (got '{self.objective}')")  # fmt: skip
-        check(self.semantic_weight >= 0, f"{key}.semantic_weight", "must be >= 0")
-        check(0 <= self.momentum < 1, f"{key}.momentum", "must be in [0, 1)")
-        check(self.warmup_epochs >= 0, f"{key}.warmup_epochs", "must be >= 0")
-        check(
-            self.init in ("zeros", "uniform"), f"{key}.init", f"must be zeros or uniform (got '{self.init}')"
-        )
-        check(
-            not self.targeted, f"{key}.targeted", "ASL-PAR sets its own targets (shifted labels); leave false"
-        )
+from advlab.tasks.par import keyed_cycles, keyed_uniforms, random_group_labels, shift_labels, shift_maps
 
 
 def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 224) -> Tensor:
@@ -88,6 +51,10 @@ def centre_patch_mask(shape: tuple[int, ...], patch_size: int, reference: int = 
 
 @ATTACKS.register("asl_par")
 class ASLPAR(UniversalAttack):
+    paper = (
+        "Adversarial Semantic and Label Perturbation Attack for Pedestrian Attribute Recognition, arXiv 2025"
+    )
+    url = "https://arxiv.org/abs/2505.23313"
     Config = ASLPARConfig
     norm = "linf"
 
@@ -110,15 +77,26 @@ class ASLPAR(UniversalAttack):
         maps = [self.perturbation[f"shift_map_{g}"].long() for g in range(len(self.groups))]
         return shift_labels(y.float(), self.groups, maps)
 
-    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
-        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: a seeded random
-        projection of the pixels keys a hash-based derangement per group."""
-        seed = self.params.label_seed
-        gen = torch.Generator().manual_seed(seed)
+    def image_keys(self, x: Tensor) -> Tensor:
+        """One float per (clean) image: a projection of its pixels on a random direction drawn from
+        ``label_seed``, so per-image label draws need no sample index."""
+        gen = torch.Generator().manual_seed(self.params.label_seed)
         proj = torch.randn(x[0].numel(), generator=gen, dtype=torch.float64).to(x.device)
-        keys = x.flatten(1).double() @ proj
+        return x.flatten(1).double() @ proj
+
+    def shifted_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each image's shifted labels, a pure function of the (clean) image and ``label_seed``: the image's key
+        (:meth:`image_keys`) seeds a hash-based derangement per group."""
+        seed, keys = self.params.label_seed, self.image_keys(x)
         maps = [keyed_cycles(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
         return shift_labels(y.float(), self.groups, maps)
+
+    def random_per_image(self, x: Tensor, y: Tensor) -> Tensor:
+        """The random-label baseline: per group the image's positive count, at random positions keyed on the
+        image and ``label_seed`` (:func:`advlab.tasks.par.random_group_labels`)."""
+        seed, keys = self.params.label_seed, self.image_keys(x)
+        uniforms = [keyed_uniforms(keys, end - start, seed + g) for g, (start, end) in enumerate(self.groups)]
+        return random_group_labels(y.float(), self.groups, uniforms)
 
     # ---- the universal-attack interface --------------------------------------------------------------
     def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
@@ -177,6 +155,8 @@ class ASLPAR(UniversalAttack):
             target = shift_labels(y.float(), self.groups, shift_maps(self.groups, y.shape[0], generator))
         elif self.params.label_shift == "per_image":
             target = self.shifted_per_image(x, y)
+        elif self.params.label_shift == "random":
+            target = self.random_per_image(x, y)
         else:
             target = self.shifted(y)
         logits, aux = self.task.split_outputs(outputs)
@@ -235,6 +215,9 @@ class ASLPAR(UniversalAttack):
             "per_image": "a shift per image, keyed on the image and the seed (shifted_per_image); the shared "
             "map below applies only with label_shift=fixed:",
             "per_sample": "a shift redrawn per image and step; the shared map below applies only with "
+            "label_shift=fixed:",
+            "random": "the random-label baseline: per image and group the same number of positives at random "
+            "positions, keyed on the image and the seed (random_per_image); the shared map below applies only with "
             "label_shift=fixed:",
         }[mode]
         (run_dir / "label_shift.txt").write_text(

@@ -22,56 +22,29 @@ loop scores ``adv/acc``. Single-label classification only (DLR, FAB).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.apgd import APGD, APGDT, PAPER, URL, APGDConfig, APGDTConfig, require_class_logits
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.fab import FAB, FABT, FABConfig, FABTConfig
-from advlab.attacks.perturbation import NORMS
-from advlab.attacks.square import Square, SquareConfig
-from advlab.registry import check
+from advlab.attacks.apgd import APGD, APGDT, PAPER, URL, require_class_logits
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import (
+    APGDConfig,
+    APGDTConfig,
+    AutoAttackConfig,
+    FABConfig,
+    FABTConfig,
+    SquareConfig,
+)
+from advlab.attacks.fab import FAB, FABT
+from advlab.attacks.square import Square
 
-VERSIONS = ("standard", "plus", "rand")
 #: stage name -> the reference's restarts, per version
 STAGES = {
     "standard": {"apgd_ce": 1, "apgd_t": 1, "fab_t": 1, "square": 1},
     "plus": {"apgd_ce": 5, "apgd_dlr": 5, "fab": 5, "square": 1, "apgd_t": 1, "fab_t": 1},
     "rand": {"apgd_ce": 1, "apgd_dlr": 1},
 }
-
-
-@dataclasses.dataclass
-class AutoAttackConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    version: str = "standard"  # standard | plus | rand
-    steps: int = 100  # APGD and FAB iterations
-    n_target_classes: int = 9  # APGD-T and FAB-T
-    queries: int = 5000  # Square
-    p_init: float = 0.8  # Square
-    restarts: int | None = None  # every stage's restarts (null: the version's)
-    eot_iter: int = 20  # version rand: EOT passes per APGD gradient
-    seed: int | None = None  # re-seed before each stage (the reference's seed); null: the run's stream
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.version in VERSIONS, f"{key}.version", f"must be one of {VERSIONS} (got '{self.version}')")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
-        check(self.queries >= 1, f"{key}.queries", f"must be >= 1 (got {self.queries})")
-        check(
-            self.restarts is None or self.restarts >= 1,
-            f"{key}.restarts",
-            f"must be >= 1 or null ({self.restarts})",
-        )
-        check(self.eot_iter >= 1, f"{key}.eot_iter", f"must be >= 1 (got {self.eot_iter})")
-        check(
-            not self.targeted, f"{key}.targeted", "AutoAttack is untargeted (APGD-T/FAB-T pick their targets)"
-        )
 
 
 @ATTACKS.register("autoattack")

@@ -6,20 +6,14 @@ while they run.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from advlab.registry import ComponentConfig, Registry
+from advlab.attacks.configs import ATTACKS, AttackConfig  # noqa: F401
 from advlab.tasks.base import Task
 from advlab.utils import frozen
-
-
-@dataclasses.dataclass
-class AttackConfig(ComponentConfig):
-    targeted: bool = False  # targets drawn by the task (e.g. a random wrong class), seeded
 
 
 class Attack:
@@ -27,6 +21,9 @@ class Attack:
     registered_name = "attack"
     #: the threat model's norm for distortion reporting ("linf", "l2" or None)
     norm: str | None = None
+    #: the paper that defines the attack ("Authors, Title, Venue Year") and its link
+    paper: str | None = None
+    url: str | None = None
 
     def __init__(self, params: Any, task: Task):
         self.params = params
@@ -63,5 +60,4 @@ class NoAttack(Attack):
     """``attack=none``: clean evaluation only."""
 
 
-ATTACKS: Registry[Attack] = Registry("attack", "attack")
 ATTACKS.register("none")(NoAttack)

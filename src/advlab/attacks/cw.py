@@ -7,34 +7,17 @@ successful image with the smallest L2 over all binary-search steps, or the clean
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class CWL2Config(AttackConfig):
-    steps: int = 1000
-    binary_search_steps: int = 9
-    lr: float = 0.01
-    initial_const: float = 1e-3
-    kappa: float = 0.0  # confidence
-    abort_early: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.binary_search_steps >= 1, f"{key}.binary_search_steps", "must be >= 1")
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
-        check(self.initial_const > 0, f"{key}.initial_const", f"must be > 0 (got {self.initial_const})")
-        check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import CWL2Config  # noqa: F401
 
 
 @ATTACKS.register("cw_l2")
 class CWL2(Attack):
+    paper = "Carlini & Wagner, Towards Evaluating the Robustness of Neural Networks, IEEE S&P 2017"
+    url = "https://arxiv.org/abs/1608.04644"
     Config = CWL2Config
     norm = "l2"
 

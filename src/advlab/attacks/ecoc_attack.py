@@ -19,37 +19,18 @@ the C&W family); ``iters_total``: all updates. Defaults: the JMA paper's stronge
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor
 
-from advlab.attacks.base import ATTACKS, AttackConfig
+from advlab.attacks.base import ATTACKS
+from advlab.attacks.configs import ECOCAttackConfig  # noqa: F401
 from advlab.attacks.ml_cw import MLCW
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class ECOCAttackConfig(AttackConfig):
-    targeted: bool = True
-    steps: int = 2000  # n_it,max per binary-search step
-    binary_search_steps: int = 10  # n_bs
-    lr: float = 0.01
-    initial_const: float = 0.1  # lambda
-    eta: float = 0.1  # confidence threshold of the worst target bit (decision-score units)
-    abort_early: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.targeted, f"{key}.targeted", "the ECOC attack is targeted; set attack.targeted=true")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.binary_search_steps >= 1, f"{key}.binary_search_steps", "must be >= 1")
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
-        check(self.initial_const > 0, f"{key}.initial_const", f"must be > 0 (got {self.initial_const})")
-        check(self.eta > 0, f"{key}.eta", f"must be > 0 (got {self.eta})")
 
 
 @ATTACKS.register("ecoc_attack")
 class ECOCAttack(MLCW):
+    paper = "Zhang, Tondi, Lv & Barni, Challenging the adversarial robustness of DNNs based on error-correcting output codes, Security and Communication Networks 2020"
+    url = "https://arxiv.org/abs/2003.11855"
     Config = ECOCAttackConfig
     norm = "l2"
 

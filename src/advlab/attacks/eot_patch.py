@@ -9,7 +9,14 @@ maps (nearest; pixels from outside the image are ignored). The official code has
 out; the paper uses them, and so does advlab. The patch is then pasted at its placement (centre, a fixed
 corner, or a random position per image), the labels under the patch are set to ignore, and the loss is the
 cross-entropy over the pixels the victim still classifies correctly (the paper's simplified loss; ``loss=all``
-uses every labelled pixel). The patch takes a signed-gradient *ascent* step of ``lr`` (0.005) per batch and is
+uses every labelled pixel; ``loss=gamma`` is the loss of the paper's reference [13], Nesti et al., WACV 2022,
+that the paper simplifies: with Omega the labelled pixels outside the patch, Omega_x those still classified
+correctly and Omega_x' the others,
+
+    L = gamma / |Omega_x| * sum_{Omega_x} CE + (1 - gamma) / |Omega_x'| * sum_{Omega_x'} CE,
+
+each term a mean over its set in the batch (an empty set contributes 0), ``gamma`` fixed by ``attack.gamma`` or,
+when null, the adaptive ``|Omega_x| / |Omega|`` of the official code's ``compute_loss``). The patch takes a signed-gradient *ascent* step of ``lr`` (0.005) per batch and is
 clamped to [0, 1]; it starts uniform-random.
 
 Evaluation pastes the saved patch on every test image (centre / corner; ``random`` draws seeded positions)
@@ -22,7 +29,6 @@ still classified correctly.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,54 +38,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.attacks.configs import PLACEMENTS, EOTPatchConfig  # noqa: F401
+from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.registry import check
-
-PLACEMENTS = ("centre", "random", "top_left", "top_right", "bottom_left", "bottom_right")
 
 
-@dataclasses.dataclass
-class EOTPatchConfig(UniversalConfig):
-    patch_size: list[int] = dataclasses.field(default_factory=lambda: [200, 200])  # height, width (pixels)
-    placement: str = "centre"  # centre | random | top_left | top_right | bottom_left | bottom_right
-    lr: float = 0.005  # signed-gradient ascent step
-    epochs: int = 30
-    batch_size: int = 6
-    eot: bool = True  # scene transforms during training (scale, crop, flip)
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-    crop: list[int] | None = dataclasses.field(default_factory=lambda: [1024, 1024])  # null = image size
-    hflip: bool = True
-    loss: str = "correct"  # correct (paper: CE over correctly classified pixels) | all
-    init: str = "uniform"  # uniform (paper) | grey
-    curve_examples: int = 0  # test images scored after every epoch for the mIoU curve (0 = no curve)
-    patch_path: str | None = None  # alias of perturbation_path: apply a saved patch (transfer)
-
-    def validate(self, key: str) -> None:
-        if self.patch_path and not self.perturbation_path:
-            self.perturbation_path = self.patch_path
-        super().validate(key)
-        check(
-            len(self.patch_size) == 2 and min(self.patch_size) >= 1,
-            f"{key}.patch_size",
-            f"must be [height, width] with positive sides (got {self.patch_size})",
-        )
-        check(self.placement in PLACEMENTS, f"{key}.placement", f"must be one of {PLACEMENTS}")
-        check(
-            0 < self.scale_min <= self.scale_max,
-            f"{key}.scale_min",
-            f"need 0 < scale_min <= scale_max (got {self.scale_min}, {self.scale_max})",
-        )
-        check(
-            self.crop is None or (len(self.crop) == 2 and min(self.crop) >= 1),
-            f"{key}.crop",
-            f"must be [height, width] or null (got {self.crop})",
-        )
-        check(self.loss in ("correct", "all"), f"{key}.loss", f"must be correct or all (got '{self.loss}')")
-        check(self.init in ("uniform", "grey"), f"{key}.init", f"must be uniform or grey (got '{self.init}')")
-        check(self.curve_examples >= 0, f"{key}.curve_examples", "must be >= 0")
+def gamma_weighted_loss(loss: Tensor, correct: Tensor, valid: Tensor, gamma: float | None) -> Tensor:
+    """``gamma * mean(loss over correct & valid) + (1 - gamma) * mean(loss over ~correct & valid)`` (an empty set
+    contributes 0); ``gamma=None`` takes the adaptive ``|correct & valid| / |valid|``. Any shape, elementwise."""
+    right, wrong = correct & valid, ~correct & valid
+    n_right, n_wrong = right.sum(), wrong.sum()
+    g = n_right / (n_right + n_wrong).clamp(min=1) if gamma is None else gamma
+    loss_right = (loss * right).sum() / n_right.clamp(min=1)
+    loss_wrong = (loss * wrong).sum() / n_wrong.clamp(min=1)
+    return g * loss_right + (1 - g) * loss_wrong
 
 
 def eot_transform(
@@ -173,6 +146,11 @@ def paste_patch(x: Tensor, patch: Tensor, top: Tensor, left: Tensor) -> tuple[Te
 @ATTACKS.register("eot_patch")
 class EOTPatch(UniversalAttack):
     Config = EOTPatchConfig
+    paper = (
+        "Shekhar et al., Cross-Model Transferability of Adversarial Patches in Real-time Segmentation for "
+        "Autonomous Driving, arXiv 2025"
+    )
+    url = "https://arxiv.org/abs/2502.16012"
 
     def __init__(self, params: Any, task: Any):
         super().__init__(params, task)
@@ -228,18 +206,21 @@ class EOTPatch(UniversalAttack):
         patched = self.apply(x, y, generator)
         out = model(patched)
         if not segmentation:
-            keep = self.task.correct(out, y) if p.loss == "correct" else torch.ones_like(y, dtype=torch.bool)
             per_sample = self.task.attack_loss(out, y)
-            return -(per_sample * keep).sum() / keep.sum().clamp(min=1)
-        y = self.adv_labels(y)
-        if out.shape[-2:] != y.shape[-2:]:
-            out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        ce = F.cross_entropy(out, y, ignore_index=self.ignore_index, reduction="none")
-        keep = y != self.ignore_index
-        if p.loss == "correct":
-            keep = keep & (out.detach().argmax(1) == y)
-        # ascent on the CE of the pixels still classified correctly; the universal loop minimises
-        return -(ce * keep).sum() / keep.sum().clamp(min=1)
+            correct = self.task.correct(out.detach(), y)
+            valid = torch.ones_like(correct)
+        else:
+            y = self.adv_labels(y)
+            if out.shape[-2:] != y.shape[-2:]:
+                out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            per_sample = F.cross_entropy(out, y, ignore_index=self.ignore_index, reduction="none")
+            valid = y != self.ignore_index
+            correct = out.detach().argmax(1) == y
+        # ascent on the loss; the universal loop minimises
+        if p.loss == "gamma":
+            return -gamma_weighted_loss(per_sample, correct, valid, p.gamma)
+        keep = valid & correct if p.loss == "correct" else valid
+        return -(per_sample * keep).sum() / keep.sum().clamp(min=1)
 
     def project(self) -> None:
         with torch.no_grad():
@@ -308,4 +289,4 @@ class EOTPatch(UniversalAttack):
         return out
 
 
-__all__ = ["EOTPatch", "eot_transform", "paste_patch", "patch_positions"]
+__all__ = ["EOTPatch", "eot_transform", "gamma_weighted_loss", "paste_patch", "patch_positions"]

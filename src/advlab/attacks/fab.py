@@ -30,46 +30,14 @@ nearest corner) from the authors' reference implementation (``fra31/auto-attack`
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.apgd import require_class_logits, top_wrong_classes
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import FABConfig, FABTConfig
 from advlab.attacks.jma import output_jacobian
-from advlab.attacks.perturbation import NORMS, lp_norm
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class FABConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255  # the bound an adversarial point must meet to count
-    steps: int = 100
-    restarts: int = 1  # restarts after the first start from a random point at eps/2
-    alpha_max: float = 0.1
-    eta: float = 1.05  # overshoot of the projection
-    beta: float = 0.9  # backward step after an adversarial point
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
-        check(0 <= self.alpha_max <= 1, f"{key}.alpha_max", f"must be in [0, 1] (got {self.alpha_max})")
-        check(self.eta >= 1, f"{key}.eta", f"must be >= 1 (got {self.eta})")
-        check(0 < self.beta < 1, f"{key}.beta", f"must be in (0, 1) (got {self.beta})")
-
-
-@dataclasses.dataclass
-class FABTConfig(FABConfig):
-    n_target_classes: int = 9
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
-        check(not self.targeted, f"{key}.targeted", "FAB-T picks its own targets; must be false")
+from advlab.attacks.perturbation import lp_norm
 
 
 def _solve_breakpoints(breaks: Tensor, slope: Tensor, saturated: Tensor, need: Tensor) -> Tensor:

@@ -3,28 +3,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.perturbation import NORMS, ascent_direction
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class FGSMConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import FGSMConfig  # noqa: F401
+from advlab.attacks.perturbation import ascent_direction
 
 
 @ATTACKS.register("fgsm")
 class FGSM(Attack):
+    paper = "Goodfellow, Shlens & Szegedy, Explaining and Harnessing Adversarial Examples, ICLR 2015"
+    url = "https://arxiv.org/abs/1412.6572"
     Config = FGSMConfig
 
     @property

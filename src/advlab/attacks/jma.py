@@ -23,36 +23,12 @@ succeeded leave the batch.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import JMAConfig  # noqa: F401
 from advlab.attacks.nnls import solve_nonneg_qp
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class JMAConfig(AttackConfig):
-    targeted: bool = True
-    step: float = 0.5  # epsilon: L2 length of the update when the linear step misses the target
-    max_iters: int = 100  # n_it,max (paper: 100 one-hot/ECOC, 200 VOC)
-    binary_search_steps: int = 6  # n_bs
-    confidence: float = 0.0  # margin asked of the linearised target region (logit units)
-    jacobian_chunk: int | None = None  # outputs per vectorised backward (None = all at once); lowers memory
-
-    def validate(self, key: str) -> None:
-        check(self.targeted, f"{key}.targeted", "JMA is a targeted attack; set attack.targeted=true")
-        check(self.step > 0, f"{key}.step", f"must be > 0 (got {self.step})")
-        check(self.max_iters >= 1, f"{key}.max_iters", f"must be >= 1 (got {self.max_iters})")
-        check(self.binary_search_steps >= 0, f"{key}.binary_search_steps", "must be >= 0")
-        check(self.confidence >= 0, f"{key}.confidence", f"must be >= 0 (got {self.confidence})")
-        check(
-            self.jacobian_chunk is None or self.jacobian_chunk >= 1,
-            f"{key}.jacobian_chunk",
-            "must be >= 1 or null",
-        )
 
 
 def output_jacobian(fn, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
@@ -99,6 +75,8 @@ class JacobianAttack(Attack):
 
 @ATTACKS.register("jma")
 class JMA(JacobianAttack):
+    paper = "Tondi, Guo, Pancino & Barni, JMA: a General Algorithm to Craft Nearly Optimal Targeted Adversarial Examples, arXiv 2024"
+    url = "https://arxiv.org/abs/2401.01199"
     Config = JMAConfig
     norm = "l2"
 

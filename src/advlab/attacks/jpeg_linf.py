@@ -15,15 +15,14 @@ subsampling); grey images use the luminance table only.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import JPEGLinfConfig
 
 # ITU-T T.81 Annex K quantisation tables (quality 50)
 LUMA_Q = [
@@ -42,19 +41,6 @@ CHROMA_Q = [
     [24, 26, 56, 99, 99, 99, 99, 99],
 ]
 CHROMA_Q += [[47, 66, 99, 99, 99, 99, 99, 99]] + [[99] * 8] * 4
-
-
-@dataclasses.dataclass
-class JPEGLinfConfig(AttackConfig):
-    eps: float = 0.125  # the authors' bound: coefficients move by at most eps/2 quantisation steps
-    steps: int = 100
-    step_size: float | None = None  # default eps / sqrt(steps) (the authors')
-    random_start: bool = True
-    chroma_subsampling: bool = True  # 4:2:0 (the authors'); false: Cb and Cr at full resolution
-
-    def validate(self, key: str) -> None:
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
 
 
 def dct_matrix(n: int = 8, device=None, dtype=torch.float32) -> Tensor:

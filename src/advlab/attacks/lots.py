@@ -14,34 +14,19 @@ statistics).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class LOTSConfig(AttackConfig):
-    targeted: bool = True
-    max_iters: int = 2000
-    step: float = 1 / 255
-    num_target_images: int = 20
-    batch_size: int = 256  # for computing the training logits
-    seed: int = 0
-
-    def validate(self, key: str) -> None:
-        check(self.targeted, f"{key}.targeted", "LOTS is a targeted attack; set attack.targeted=true")
-        check(self.max_iters >= 1, f"{key}.max_iters", f"must be >= 1 (got {self.max_iters})")
-        check(self.step > 0, f"{key}.step", f"must be > 0 (got {self.step})")
-        check(self.num_target_images >= 1, f"{key}.num_target_images", "must be >= 1")
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import LOTSConfig  # noqa: F401
 
 
 @ATTACKS.register("lots")
 class LOTS(Attack):
+    paper = "Rozsa, Günther & Boult, LOTS about Attacking Deep Features, IJCB 2017"
+    url = "https://arxiv.org/abs/1611.06179"
     Config = LOTSConfig
     norm = "l2"
 

@@ -13,44 +13,15 @@ LPIPS size is ``step`` (estimated by a finite difference ``d(x~, x~ + h g) / h``
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.perceptual_base import PerceptualAttack, PerceptualConfig, _view, project_lpips
+from advlab.attacks.configs import FastLPAConfig, LPAConfig  # noqa: F401
+from advlab.attacks.perceptual_base import PerceptualAttack, _view, project_lpips
 from advlab.perceptual.lpips_distance import LPIPSDistance
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class LPAConfig(PerceptualConfig):
-    steps: int = 40
-    binary_steps: int = 5
-    lam: float = 0.01
-    lam_factor: float = 10.0
-    h: float = 0.1  # finite-difference size for the LPIPS step normalisation
-    newton_steps: int = 5
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.binary_steps >= 1, f"{key}.binary_steps", "must be >= 1")
-        check(self.lam > 0, f"{key}.lam", f"must be > 0 (got {self.lam})")
-        check(self.h > 0, f"{key}.h", f"must be > 0 (got {self.h})")
-
-
-@dataclasses.dataclass
-class FastLPAConfig(PerceptualConfig):
-    steps: int = 20
-    lam: float = 10.0
-    h: float = 0.1
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.lam > 0, f"{key}.lam", f"must be > 0 (got {self.lam})")
-        check(self.h > 0, f"{key}.h", f"must be > 0 (got {self.h})")
 
 
 class _Lagrangian(PerceptualAttack):
@@ -108,6 +79,8 @@ class _Lagrangian(PerceptualAttack):
 
 @ATTACKS.register("lpa")
 class LPA(_Lagrangian):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = LPAConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -131,6 +104,8 @@ class LPA(_Lagrangian):
 
 @ATTACKS.register("fast_lpa")
 class FastLPA(_Lagrangian):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = FastLPAConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

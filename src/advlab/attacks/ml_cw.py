@@ -17,32 +17,17 @@ JMA paper reports for the C&W family; ``iters_total`` counts every update over a
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
-from advlab.attacks.cw import CWL2Config
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class MLCWConfig(CWL2Config):
-    """C&W's parameters (steps = n_it,max per binary-search step, initial_const = lambda, kappa = gamma, the
-    confidence of every hinge) with the JMA paper's ML-C&W defaults; always targeted."""
-
-    targeted: bool = True
-    binary_search_steps: int = 10
-    initial_const: float = 0.01
-
-    def validate(self, key: str) -> None:
-        check(self.targeted, f"{key}.targeted", "ML-C&W is a targeted attack; set attack.targeted=true")
-        super().validate(key)
+from advlab.attacks.configs import MLCWConfig  # noqa: F401
 
 
 @ATTACKS.register("ml_cw")
 class MLCW(Attack):
+    paper = "Song, Jin, Huang & Hopcroft, Multi-label Adversarial Perturbations, ICDM 2018"
+    url = "https://arxiv.org/abs/1901.00546"
     Config = MLCWConfig
     norm = "l2"
 

@@ -36,8 +36,6 @@ example at a time (with MOSEK).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import scipy.optimize
 import scipy.sparse
@@ -45,29 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, AttackConfig
+from advlab.attacks.base import ATTACKS
+from advlab.attacks.configs import MLALPConfig  # noqa: F401
 from advlab.attacks.jma import JacobianAttack, output_jacobian
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class MLALPConfig(AttackConfig):
-    targeted: bool = True
-    max_iters: int = 100  # n_it,max (paper: 100 multi-label, up to 3000 ECOC)
-    confidence: float = 0.0  # initial logit margin kappa asked of every label
-    margin_step: float = 0.1  # extra margin for labels still on the wrong side after a step
-    jacobian_chunk: int | None = None  # outputs per vectorised backward (None = all at once)
-
-    def validate(self, key: str) -> None:
-        check(self.targeted, f"{key}.targeted", "MLA-LP is a targeted attack; set attack.targeted=true")
-        check(self.max_iters >= 1, f"{key}.max_iters", f"must be >= 1 (got {self.max_iters})")
-        check(self.confidence >= 0, f"{key}.confidence", f"must be >= 0 (got {self.confidence})")
-        check(self.margin_step >= 0, f"{key}.margin_step", f"must be >= 0 (got {self.margin_step})")
-        check(
-            self.jacobian_chunk is None or self.jacobian_chunk >= 1,
-            f"{key}.jacobian_chunk",
-            "must be >= 1 or null",
-        )
 
 
 def min_linf_step(grad: Tensor, slack: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
@@ -104,6 +82,8 @@ def min_linf_step(grad: Tensor, slack: Tensor, lower: Tensor, upper: Tensor) -> 
 
 @ATTACKS.register("mla_lp")
 class MLALP(JacobianAttack):
+    paper = "Zhou, Yang, Guo, Zhang, Zhang & Chen, Generating Multi-label Adversarial Examples by Linear Programming, IJCNN 2020"
+    url = "https://doi.org/10.1109/IJCNN48605.2020.9206614"
     Config = MLALPConfig
     norm = "linf"
 

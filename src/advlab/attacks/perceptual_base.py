@@ -8,37 +8,13 @@ example still outside, so the returned images are *guaranteed* inside the ball (
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import Attack, AttackConfig
-from advlab.perceptual.lpips_distance import LPIPSConfig, LPIPSDistance
-from advlab.registry import check
+from advlab.attacks.base import Attack
+from advlab.attacks.configs import PerceptualConfig  # noqa: F401
+from advlab.perceptual.lpips_distance import LPIPSDistance
 from advlab.tasks.base import Task
-
-
-@dataclasses.dataclass
-class PerceptualConfig(AttackConfig):
-    bound: float = 0.5  # LPIPS bound epsilon
-    steps: int = 40
-    step_size: float | None = None  # attack-specific default
-    kappa: float = 1.0  # margin loss: maximise min(-margin, kappa) (C&W f6)
-    init_std: float = 0.01  # start from x + N(0, init_std^2)
-    lpips: LPIPSConfig = dataclasses.field(default_factory=LPIPSConfig)
-
-    def validate(self, key: str) -> None:
-        check(self.bound > 0, f"{key}.bound", f"must be > 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
-        check(self.init_std >= 0, f"{key}.init_std", f"must be >= 0 (got {self.init_std})")
-        check(
-            self.step_size is None or self.step_size > 0,
-            f"{key}.step_size",
-            f"must be > 0 (got {self.step_size})",
-        )
-        self.lpips.validate(f"{key}.lpips")
 
 
 def _view(v: Tensor, like: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-NORMS = ("linf", "l2")
+from advlab.attacks.configs import NORMS  # noqa: F401
 
 
 def _view(v: Tensor, like: Tensor) -> Tensor:

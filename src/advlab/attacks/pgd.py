@@ -9,40 +9,18 @@ no longer costs forward/backward passes.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.perturbation import NORMS, ascent_direction, project, random_start
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class PGDConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    step_size: float | None = None  # default 2.5 * eps / steps
-    steps: int = 10
-    restarts: int = 1
-    random_start: bool = True
-    early_stop: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
-        check(
-            self.step_size is None or self.step_size > 0,
-            f"{key}.step_size",
-            f"must be > 0 (got {self.step_size})",
-        )
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import PGDConfig  # noqa: F401
+from advlab.attacks.perturbation import ascent_direction, project, random_start
 
 
 @ATTACKS.register("pgd")
 class PGD(Attack):
+    paper = "Madry, Makelov, Schmidt, Tsipras & Vladu, Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
+    url = "https://arxiv.org/abs/1706.06083"
     Config = PGDConfig
 
     @property

@@ -9,25 +9,12 @@ projects onto the LPIPS ball (Newton steps, then bisection; see :func:`project_l
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.perceptual_base import PerceptualAttack, PerceptualConfig, _view, project_lpips
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class PPGDConfig(PerceptualConfig):
-    cg_iterations: int = 5
-    cg_damping: float = 1e-4  # (J^T J + damping I): keeps CG well-posed where J is rank-deficient
-    newton_steps: int = 5
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.cg_iterations >= 1, f"{key}.cg_iterations", "must be >= 1")
+from advlab.attacks.configs import PPGDConfig  # noqa: F401
+from advlab.attacks.perceptual_base import PerceptualAttack, _view, project_lpips
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -36,6 +23,8 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 
 @ATTACKS.register("ppgd")
 class PerceptualPGD(PerceptualAttack):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = PPGDConfig
 
     def conjugate_gradient(self, x: Tensor, g: Tensor) -> Tensor:

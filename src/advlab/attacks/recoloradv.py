@@ -24,47 +24,17 @@ unperturbed start).
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import ReColorAdvConfig
 
 WHITE_U, WHITE_V = 0.1978, 0.4683  # D65 chromaticity u', v'
 _TINY = 1e-10
 _RGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9504))
 _XYZ_TO_RGB = ((3.2406, -1.5372, -0.4986), (-0.9689, 1.8758, 0.0415), (0.0557, -0.2040, 1.0570))
-
-
-@dataclasses.dataclass
-class ReColorAdvConfig(AttackConfig):
-    bound: float = 0.06  # Linf bound of the colour offsets, in the scaled CIELUV space
-    steps: int = 100
-    resolution: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 32])  # grid points on L, u, v
-    smoothness: float | None = None  # weight of the grid smoothness; null: the authors' 0.0036 / bound
-    kappa: float = math.inf  # margin cap (the authors': none)
-    optimizer: str = "adam"  # adam (the authors') | sign (signed steps of step_size)
-    lr: float = 0.001  # Adam learning rate (the authors')
-    step_size: float | None = None  # optimizer=sign: default 2.5 * bound / steps
-
-    def validate(self, key: str) -> None:
-        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(
-            len(self.resolution) == 3 and all(r >= 2 for r in self.resolution),
-            f"{key}.resolution",
-            f"must be three grid sizes >= 2 for L, u, v, e.g. [16, 32, 32] (got {self.resolution})",
-        )
-        check(self.smoothness is None or self.smoothness >= 0, f"{key}.smoothness", "must be >= 0 or null")
-        check(self.kappa > 0, f"{key}.kappa", f"must be > 0 (got {self.kappa})")
-        check(
-            self.optimizer in ("adam", "sign"), f"{key}.optimizer", f"must be adam or sign ({self.optimizer})"
-        )
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
 
 
 def _mix(m, a: Tensor) -> Tensor:

@@ -48,7 +48,6 @@ attribute when it has one.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -56,33 +55,12 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import SemAMLConfig  # noqa: F401
 from advlab.errors import ConfigError
-from advlab.registry import check
 from advlab.tasks.multilabel import MultiLabel
 
 BUNDLED_GRAPHS = Path(__file__).resolve().parent.parent / "data" / "label_graphs"
-
-
-@dataclasses.dataclass
-class SemAMLConfig(AttackConfig):
-    targeted: bool = True
-    max_iters: int = 300  # n_it,max (the JMA paper: 300, following the official code)
-    norm: str = "linf"  # linf | l2: the perturbation bound
-    eps: float = 0.03  # radius of the perturbation ball
-    step_size: float = 0.002  # per-step move (linf: per pixel; l2: L2 length)
-    confidence: float = 0.0  # kappa: logit margin asked of every label
-    keep_weight: float = 1.0  # weight of the hinges of the labels that must keep their value
-    graph_path: str | None = None  # label implications [child, parent]; null = the dataset's, or none
-
-    def validate(self, key: str) -> None:
-        check(self.targeted, f"{key}.targeted", "SemA-ML is a targeted attack; set attack.targeted=true")
-        check(self.max_iters >= 1, f"{key}.max_iters", f"must be >= 1 (got {self.max_iters})")
-        check(self.norm in ("linf", "l2"), f"{key}.norm", f"must be linf or l2 (got '{self.norm}')")
-        check(self.eps > 0, f"{key}.eps", f"must be > 0 (got {self.eps})")
-        check(self.step_size > 0, f"{key}.step_size", f"must be > 0 (got {self.step_size})")
-        check(self.confidence >= 0, f"{key}.confidence", f"must be >= 0 (got {self.confidence})")
-        check(self.keep_weight >= 0, f"{key}.keep_weight", f"must be >= 0 (got {self.keep_weight})")
 
 
 # ---- the label graph ---------------------------------------------------------------------------------------
@@ -197,6 +175,8 @@ def graph_violations(labels: Tensor, ancestors: Tensor) -> Tensor:
 # ---- the attack --------------------------------------------------------------------------------------------
 @ATTACKS.register("sema_ml")
 class SemAML(Attack):
+    paper = "Mahmood & Elhamifar, Semantic-Aware Multi-Label Adversarial Attacks, CVPR 2024"
+    url = "https://openaccess.thecvf.com/content/CVPR2024/html/Mahmood_Semantic-Aware_Multi-Label_Adversarial_Attacks_CVPR_2024_paper.html"
     Config = SemAMLConfig
 
     def __init__(self, params: Any, task: Any):

@@ -29,51 +29,13 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import SemanticAdvConfig  # noqa: F401
 from advlab.errors import AdvlabError, ConfigError
 from advlab.generators.stargan import AttributeGenerator
-from advlab.registry import check
 from advlab.utils import frozen
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class SemanticAdvConfig(AttackConfig):
-    targeted: bool = True
-    interpolation: str = "feature"  # feature | attribute
-    feature_layer: str = "last_res"  # last_res (paper default) | up1 | res<k>
-    recon_steps: int = 300
-    recon_lr: float = 0.01
-    steps: int = 200
-    lr: float = 0.05
-    alpha_init: float = 0.8
-    alpha_min: float = 0.6
-    alpha_max: float = 1.0
-    tv_weight: float = 0.01
-    early_stop: bool = True
-    attributes: list[str] | None = None  # attributes to edit, one attack each (None = all)
-
-    def validate(self, key: str) -> None:
-        check(
-            self.interpolation in ("feature", "attribute"),
-            f"{key}.interpolation",
-            f"must be feature or attribute (got '{self.interpolation}')",
-        )
-        check(self.recon_steps >= 0, f"{key}.recon_steps", "must be >= 0")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.lr > 0 and self.recon_lr > 0, key, "lr and recon_lr must be > 0")
-        check(
-            0.0 <= self.alpha_min <= self.alpha_init <= self.alpha_max <= 1.0,
-            f"{key}.alpha_init",
-            f"need 0 <= alpha_min <= alpha_init <= alpha_max <= 1 (got {self.alpha_min}, {self.alpha_init}, "
-            f"{self.alpha_max})",
-        )
-        check(self.tv_weight >= 0, f"{key}.tv_weight", "must be >= 0")
-        if self.attributes is not None:
-            check(
-                len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute or be null"
-            )
 
 
 def tv_loss(alpha: Tensor) -> Tensor:
@@ -110,6 +72,8 @@ class SemanticAdvResult:
 
 @ATTACKS.register("semantic_adv")
 class SemanticAdv(Attack):
+    paper = "Qiu, Xiao, Yang, Yan, Lee & Li, SemanticAdv: Generating Adversarial Examples via Attribute-conditioned Image Editing, ECCV 2020"
+    url = "https://arxiv.org/abs/1906.07927"
     Config = SemanticAdvConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

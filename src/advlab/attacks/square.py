@@ -24,39 +24,17 @@ Square draws exactly the reference's random numbers. ``restarts`` runs, each on 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.attacks.perturbation import NORMS, lp_norm
-from advlab.registry import check
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import SquareConfig
+from advlab.attacks.perturbation import lp_norm
 
 #: the iterations after which the reference halves p (on a 10000-query scale)
 P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-
-
-@dataclasses.dataclass
-class SquareConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    queries: int = 5000  # iterations (one query each) per restart
-    restarts: int = 1
-    p_init: float = 0.8
-    loss: str = "margin"  # margin | ce
-    rescale_schedule: bool = False  # AutoAttack's setting; the standalone reference default is true
-    compact_every: int = 16  # drop the fooled examples from the batch every this many iterations
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.queries >= 1, f"{key}.queries", f"must be >= 1 (got {self.queries})")
-        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
-        check(0 < self.p_init <= 1, f"{key}.p_init", f"must be in (0, 1] (got {self.p_init})")
-        check(self.loss in ("margin", "ce"), f"{key}.loss", f"must be margin or ce (got '{self.loss}')")
-        check(self.compact_every >= 1, f"{key}.compact_every", f"must be >= 1 (got {self.compact_every})")
 
 
 def p_schedule(i: int, p_init: float, queries: int, rescale: bool) -> float:

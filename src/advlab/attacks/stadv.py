@@ -16,37 +16,12 @@ Options that differ on purpose: ``optimizer=sign`` (signed steps of ``step_size`
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.attacks.base import ATTACKS, Attack, AttackConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class StAdvConfig(AttackConfig):
-    bound: float = 0.05
-    steps: int = 100
-    smoothness: float | None = None  # weight of the flow loss; null: the authors' 0.0025 / bound
-    kappa: float = math.inf  # margin cap (the authors': none)
-    optimizer: str = "adam"  # adam (the authors') | sign
-    lr: float = 0.01  # Adam learning rate (the authors')
-    step_size: float | None = None  # optimizer=sign: default 2.5 * bound / steps
-
-    def validate(self, key: str) -> None:
-        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.smoothness is None or self.smoothness >= 0, f"{key}.smoothness", "must be >= 0 or null")
-        check(self.kappa > 0, f"{key}.kappa", f"must be > 0 (got {self.kappa})")
-        check(
-            self.optimizer in ("adam", "sign"), f"{key}.optimizer", f"must be adam or sign ({self.optimizer})"
-        )
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
-        check(self.step_size is None or self.step_size > 0, f"{key}.step_size", "must be > 0 or null")
+from advlab.attacks.base import ATTACKS, Attack
+from advlab.attacks.configs import StAdvConfig
 
 
 def identity_grid(x: Tensor) -> Tensor:

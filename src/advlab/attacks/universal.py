@@ -9,7 +9,6 @@ perturbation instead of optimising one (transfer to another victim or dataset).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -17,32 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from advlab.attacks.base import Attack, AttackConfig
+from advlab.attacks.base import Attack
+from advlab.attacks.configs import UniversalConfig  # noqa: F401
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class UniversalConfig(AttackConfig):
-    epochs: int = 5  # passes over the training split
-    batch_size: int = 32
-    lr: float = 0.01
-    max_batches_per_epoch: int | None = None  # cap the optimisation (None = the whole split)
-    perturbation_path: str | None = None  # a saved perturbation.pt to apply instead of optimising
-
-    def validate(self, key: str) -> None:
-        check(self.epochs >= 1, f"{key}.epochs", f"must be >= 1 (got {self.epochs})")
-        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
-        check(
-            self.max_batches_per_epoch is None or self.max_batches_per_epoch >= 1,
-            f"{key}.max_batches_per_epoch",
-            "must be >= 1 or null",
-        )
-        if self.perturbation_path:
-            path = Path(os.path.expanduser(self.perturbation_path))
-            check(path.is_file(), f"{key}.perturbation_path", f"file '{path}' does not exist")
 
 
 class SignSGD(torch.optim.Optimizer):

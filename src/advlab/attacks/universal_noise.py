@@ -4,30 +4,21 @@ training split, then added to every test image."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
-from advlab.attacks.universal import UniversalAttack, UniversalConfig
+from advlab.attacks.configs import UniversalLinfConfig  # noqa: F401
+from advlab.attacks.universal import UniversalAttack
 from advlab.data.info import DataInfo
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class UniversalLinfConfig(UniversalConfig):
-    eps: float = 8 / 255
-    lr: float = 1 / 255
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.eps > 0, f"{key}.eps", f"must be > 0 (got {self.eps})")
 
 
 @ATTACKS.register("universal_linf")
 class UniversalLinf(UniversalAttack):
+    paper = "Moosavi-Dezfooli, Fawzi, Fawzi & Frossard, Universal adversarial perturbations, CVPR 2017"
+    url = "https://arxiv.org/abs/1610.08401"
     Config = UniversalLinfConfig
     norm = "linf"
 

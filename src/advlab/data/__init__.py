@@ -1,21 +1,21 @@
-from advlab.data import (  # noqa: F401  (registers)
-    celeba,
-    cifar10,
-    cifar10c,
-    cityscapes,
-    coco,
-    digits,
-    digits_multilabel,
-    digits_seg,
-    gtsrb,
-    imagenet100,
-    mnist,
-    nuswide,
-    par_pickle,
-    synthfaces,
-    synthpar,
-    voc,
-)
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+"""Datasets: ``DATASETS`` knows every name (declared with its config in :mod:`advlab.data.configs`); each
+implementation module is imported when its name is first built, so importing this package is light."""
 
-__all__ = ["DATASETS", "DataModule", "DatasetConfig", "require_root"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from advlab.data.configs import DATASETS, DatasetConfig
+from advlab.data.info import DataInfo
+
+_HEAVY = {"DataModule": "advlab.data.base", "require_root": "advlab.data.base"}  # imported on first access
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HEAVY:
+        return getattr(importlib.import_module(_HEAVY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DATASETS", "DataInfo", "DataModule", "DatasetConfig", "require_root"]

@@ -9,7 +9,6 @@ expected layout and where to get the data.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from advlab.data.configs import DATASETS, DatasetConfig  # noqa: F401
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import ComponentConfig, Registry, check
-
-
-@dataclasses.dataclass
-class DatasetConfig(ComponentConfig):
-    root: str | None = None
-    augment: bool = False  # random-crop (padding 2) training augmentation, applied on the device
-    hflip: bool = False  # random horizontal flips during training (off for digits)
-
-    def validate(self, key: str) -> None:
-        pass
+from advlab.registry import check
 
 
 def require_root(root: str | os.PathLike | None, dataset: str, layout: list[str], source: str) -> Path:
@@ -59,7 +49,6 @@ class DataModule:
     registered_name = "dataset"
     splits: tuple[str, ...] = ("train", "test")
     #: the task used when ``task.name=auto`` (the config default)
-    default_task: str = "classification"
 
     def __init__(self, params: Any, seed: int):
         self.params = params
@@ -101,6 +90,3 @@ class DataModule:
             flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
-
-
-DATASETS: Registry[DataModule] = Registry("dataset", "dataset")

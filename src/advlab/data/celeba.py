@@ -13,7 +13,6 @@ train identities are relabelled 0..K-1 (the classes a verification model is trai
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -23,51 +22,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from advlab.data.base import DATASETS, require_root
-from advlab.data.faces import FaceAttributeData, FaceDatasetConfig
+from advlab.data.configs import SEMANTICADV_ATTRIBUTES, CelebAConfig  # noqa: F401
+from advlab.data.faces import FaceAttributeData
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 LAYOUT = ["img_align_celeba", "list_attr_celeba.txt", "identity_CelebA.txt", "list_eval_partition.txt"]
 SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Images + Anno + Eval)"
-#: SemanticAdv's 17 identity-preserving attributes (its Figure 3)
-SEMANTICADV_ATTRIBUTES = [
-    "Blond_Hair",
-    "Wavy_Hair",
-    "Young",
-    "Eyeglasses",
-    "Heavy_Makeup",
-    "Rosy_Cheeks",
-    "Chubby",
-    "Mouth_Slightly_Open",
-    "Bushy_Eyebrows",
-    "Wearing_Lipstick",
-    "Smiling",
-    "Arched_Eyebrows",
-    "Bangs",
-    "Wearing_Earrings",
-    "Bags_Under_Eyes",
-    "Receding_Hairline",
-    "Pale_Skin",
-]
 SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
-
-
-@dataclasses.dataclass
-class CelebAConfig(FaceDatasetConfig):
-    image_size: int = 112
-    crop: int = 178
-    crop_top: int = 20
-    attributes: list[str] = dataclasses.field(default_factory=lambda: list(SEMANTICADV_ATTRIBUTES))
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.image_size >= 16, f"{key}.image_size", f"must be >= 16 (got {self.image_size})")
-        check(self.crop >= 16 and self.crop_top >= 0, f"{key}.crop", "crop must be >= 16, crop_top >= 0")
-        check(len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute")
-        check(len(set(self.attributes)) == len(self.attributes), f"{key}.attributes", "has duplicates")
 
 
 def _read_table(path: Path, skip: int) -> list[list[str]]:

@@ -8,7 +8,6 @@ Each batch is a pickle dict with ``data`` (uint8 [N, 3072], rows of R, G, B plan
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import pickle
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import Cifar10Config  # noqa: F401
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
 
@@ -28,12 +28,6 @@ LAYOUT = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + [
 SOURCE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-
-
-@dataclasses.dataclass
-class Cifar10Config(DatasetConfig):
-    augment: bool = True
-    hflip: bool = True
 
 
 def _unpickle(path: Path) -> dict:

@@ -12,7 +12,6 @@ Generated corruptions are deterministic (seeded per corruption, severity and ima
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -24,12 +23,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from advlab.cache import ArtifactCache
 from advlab.data.base import DATASETS, DataModule, require_root
-from advlab.data.cifar10 import Cifar10, Cifar10Config
+from advlab.data.cifar10 import Cifar10
+from advlab.data.configs import Cifar10CConfig  # noqa: F401
 from advlab.errors import DatasetNotFoundError
 from advlab.metrics.corruption import CORRUPTIONS
-from advlab.registry import check
-from advlab.utils import atomic_torch_save, file_lock, stable_hash
 
 logger = logging.getLogger(__name__)
 SOURCE_C = "https://zenodo.org/record/2535967 (CIFAR-10-C.tar)"
@@ -116,25 +115,15 @@ class GeneratedCorruptions(CorruptionSource):
         seed = zlib.crc32(f"{corruption}-{severity}".encode())
         if self.cache_dir is None:
             return corrupt_batch(self.x, corruption, severity, seed), self.y
-        h = stable_hash({**self.key, "corruption": corruption, "severity": severity, "n": len(self.y)})
-        path = self.cache_dir / "corruptions" / f"{corruption}-{severity}-{h}.pt"
-        with file_lock(path.with_suffix(".lock")):
-            if path.is_file():
-                return torch.load(path, weights_only=True).float().div_(255), self.y
-            xc = (corrupt_batch(self.x, corruption, severity, seed) * 255).round().byte()  # stored as uint8
-            atomic_torch_save(xc, path)
+        cache = ArtifactCache(self.cache_dir)
+        key = {**self.key, "corruption": corruption, "severity": severity, "n": len(self.y)}
+        artifact = cache.artifact("corruptions", f"{corruption}-{severity}", key)
+
+        def generate(_resume: Path) -> Tensor:  # stored as uint8
+            return (corrupt_batch(self.x, corruption, severity, seed) * 255).round().byte()
+
+        xc, _ = cache.load_or_build(artifact, generate)
         return xc.float().div_(255), self.y
-
-
-@dataclasses.dataclass
-class Cifar10CConfig(Cifar10Config):
-    corrupted_root: str | None = None  # the CIFAR-10-C folder (<corruption>.npy, labels.npy)
-    corruption: str = "gaussian_noise"
-    severity: int = 5
-
-    def validate(self, key: str) -> None:
-        check(self.corruption in CORRUPTIONS, f"{key}.corruption", f"must be one of {CORRUPTIONS}")
-        check(1 <= self.severity <= 5, f"{key}.severity", f"must be in 1..5 (got {self.severity})")
 
 
 @DATASETS.register("cifar10c")

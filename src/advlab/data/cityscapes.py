@@ -13,7 +13,6 @@ native 1024x2048.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -23,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import CityscapesConfig  # noqa: F401
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 SOURCE = "https://www.cityscapes-dataset.com (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip)"
 CLASS_NAMES = [
@@ -51,22 +50,6 @@ def label_lut() -> np.ndarray:
 def to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     """Map a labelIds array (uint8) to trainIds (uint8, 255 = ignore)."""
     return label_lut()[label_ids]
-
-
-@dataclasses.dataclass
-class CityscapesConfig(DatasetConfig):
-    size: list[int] | None = None  # [height, width] to resize to; null = native 1024x2048
-    test_split: str = "val"  # the Cityscapes split used as advlab's test split
-    num_workers: int = 4  # data-loading processes
-
-    def validate(self, key: str) -> None:
-        check(
-            self.size is None or (len(self.size) == 2 and min(self.size) >= 8),
-            f"{key}.size",
-            f"must be [height, width] or null (got {self.size})",
-        )
-        check(self.test_split in ("val", "test", "train"), f"{key}.test_split", "must be val, test or train")
-        check(self.num_workers >= 0, f"{key}.num_workers", "must be >= 0")
 
 
 class CityscapesSplit(Dataset):
@@ -110,7 +93,6 @@ class CityscapesSplit(Dataset):
 @DATASETS.register("cityscapes")
 class Cityscapes(DataModule):
     Config = CityscapesConfig
-    default_task = "segmentation"
 
     @functools.cached_property
     def root(self) -> Path:

@@ -12,32 +12,19 @@ ground truth cannot be attacked towards the all-zero target and carries no label
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
 
 import torch
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import COCOConfig  # noqa: F401
 from advlab.data.image_files import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 SOURCE = "https://cocodataset.org/#download (train/val images and 'annotations_trainval<year>.zip')"
-
-
-@dataclasses.dataclass
-class COCOConfig(DatasetConfig):
-    year: int = 2014
-    size: int = 224
-    drop_empty: bool = True
-    hflip: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.year in (2014, 2017), f"{key}.year", f"must be 2014 or 2017 (got {self.year})")
-        check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
 
 
 @functools.lru_cache(maxsize=4)
@@ -70,7 +57,6 @@ def load_coco_index(root: str, split: str, year: int, drop_empty: bool):
 @DATASETS.register("coco")
 class COCO(DataModule):
     Config = COCOConfig
-    default_task = "multilabel"
 
     @functools.cached_property
     def root(self) -> Path:

@@ -6,7 +6,6 @@ No download: the data ships with scikit-learn. The train/test split is stratifie
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
@@ -14,26 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig
+from advlab.data.base import DATASETS, DataModule
+from advlab.data.configs import DigitsConfig  # noqa: F401
 from advlab.data.info import DataInfo
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class DigitsConfig(DatasetConfig):
-    size: int = 32
-    channels: int = 1
-    test_fraction: float = 0.25
-    split_seed: int = 0
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
-        check(self.channels in (1, 3), f"{key}.channels", f"must be 1 or 3 (got {self.channels})")
-        check(
-            0.0 < self.test_fraction < 1.0,
-            f"{key}.test_fraction",
-            f"must be in (0, 1) (got {self.test_fraction})",
-        )
 
 
 @functools.lru_cache(maxsize=8)

@@ -9,35 +9,15 @@ mosaic. Training mosaics use only digits of the digits train split and test mosa
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import torch
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig
+from advlab.data.base import DATASETS, DataModule
+from advlab.data.configs import DigitsMultiLabelConfig  # noqa: F401
 from advlab.data.digits import load_digits_tensors
 from advlab.data.info import DataInfo
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class DigitsMultiLabelConfig(DatasetConfig):
-    tile_size: int = 16  # each digit is upscaled to tile_size; images are 2*tile_size square
-    channels: int = 1
-    num_train: int = 4000
-    num_test: int = 1000
-    blank_prob: float = 0.25
-    mosaic_seed: int = 0
-    test_fraction: float = 0.25
-    split_seed: int = 0
-
-    def validate(self, key: str) -> None:
-        check(self.tile_size >= 8 and self.tile_size % 2 == 0, f"{key}.tile_size", "must be even and >= 8")
-        check(self.channels in (1, 3), f"{key}.channels", f"must be 1 or 3 (got {self.channels})")
-        check(self.num_train >= 1 and self.num_test >= 1, key, "num_train and num_test must be >= 1")
-        check(0 <= self.blank_prob < 1, f"{key}.blank_prob", f"must be in [0, 1) (got {self.blank_prob})")
-        check(0.0 < self.test_fraction < 1.0, f"{key}.test_fraction", "must be in (0, 1)")
 
 
 def make_mosaics(
@@ -73,7 +53,6 @@ def load_mosaics(
 @DATASETS.register("digits_multilabel")
 class DigitsMultiLabel(DataModule):
     Config = DigitsMultiLabelConfig
-    default_task = "multilabel"
 
     def _tensors(self):
         p = self.params

@@ -18,36 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig
+from advlab.data.base import DATASETS, DataModule
+from advlab.data.configs import DigitsSegConfig  # noqa: F401
 from advlab.data.digits import load_digits_tensors
 from advlab.data.info import DataInfo
-from advlab.registry import check
 
 CLASS_NAMES = ["background", *[str(i) for i in range(10)]]
-
-
-@dataclasses.dataclass
-class DigitsSegConfig(DatasetConfig):
-    size: int = 64  # canvas side (pixels)
-    num_train: int = 1500
-    num_test: int = 400
-    max_digits: int = 3  # digits per canvas: 1..max_digits (at most 4, one per grid cell)
-    min_scale: float = 0.7  # digit side as a fraction of the cell side: [min_scale, max_scale]
-    max_scale: float = 1.0
-    threshold: float = 0.3  # digit pixels: upscaled intensity >= threshold
-    noise: float = 0.05  # std of the background noise
-    split_seed: int = 0
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 32, f"{key}.size", f"must be >= 32 (got {self.size})")
-        check(self.num_train >= 1 and self.num_test >= 1, key, "num_train and num_test must be >= 1")
-        check(1 <= self.max_digits <= 4, f"{key}.max_digits", f"must be in [1, 4] (got {self.max_digits})")
-        check(
-            0.2 <= self.min_scale <= self.max_scale <= 1.0,
-            f"{key}.min_scale",
-            "need 0.2 <= min_scale <= max_scale <= 1",
-        )
-        check(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) (got {self.threshold})")
 
 
 def render_canvases(
@@ -94,7 +70,6 @@ def _load_cached(key: tuple) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 @DATASETS.register("digits_seg")
 class DigitsSeg(DataModule):
     Config = DigitsSegConfig
-    default_task = "segmentation"
 
     def _tensors(self):
         fields = dataclasses.asdict(self.params)

@@ -14,27 +14,12 @@ sees almost no positive pairs. Every image still appears exactly once per epoch.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from advlab.data.base import DataModule, DatasetConfig
-from advlab.registry import check
-
-
-@dataclasses.dataclass
-class FaceDatasetConfig(DatasetConfig):
-    #: images of one identity placed together in a shuffled training batch (0 or 1: plain shuffling)
-    images_per_identity_batch: int = 4
-
-    def validate(self, key: str) -> None:
-        check(
-            self.images_per_identity_batch >= 0,
-            f"{key}.images_per_identity_batch",
-            f"must be >= 0 (got {self.images_per_identity_batch})",
-        )
+from advlab.data.base import DataModule
+from advlab.data.configs import FaceDatasetConfig  # noqa: F401
 
 
 def identity_grouped_order(identities: Tensor, group: int, generator: torch.Generator) -> Tensor:
@@ -56,7 +41,6 @@ def identity_grouped_order(identities: Tensor, group: int, generator: torch.Gene
 
 class FaceAttributeData(DataModule):
     splits = ("train", "dev", "test")
-    default_task = "verification"
 
     @property
     def attribute_names(self) -> list[str]:

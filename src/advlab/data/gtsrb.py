@@ -15,7 +15,6 @@ the annotated ROI (``crop_roi``) and resized to ``size``.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -23,33 +22,15 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import GTSRBConfig  # noqa: F401
 from advlab.data.image_files import load_image
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 SOURCE = "https://benchmark.ini.rub.de/gtsrb_dataset.html (GTSRB_Final_Training_Images.zip)"
 MEAN = (0.3403, 0.3121, 0.3214)
 STD = (0.2724, 0.2608, 0.2669)
-
-
-@dataclasses.dataclass
-class GTSRBConfig(DatasetConfig):
-    size: int = 32
-    crop_roi: bool = True
-    top_classes: int | None = None  # keep the K most populated classes (the paper's ECOC setting: 32)
-    test_fraction: float = 0.2  # used only without Final_Test
-    split_seed: int = 0
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
-        check(
-            self.top_classes is None or 2 <= self.top_classes <= 43,
-            f"{key}.top_classes",
-            "must be in [2, 43]",
-        )
-        check(0 < self.test_fraction < 1, f"{key}.test_fraction", "must be in (0, 1)")
 
 
 def read_gt_csv(path: Path) -> list[dict[str, str]]:

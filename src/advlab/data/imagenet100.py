@@ -13,7 +13,6 @@ by the robustness suite (``pipeline.corruption.source=generate``).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -21,29 +20,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import ImageNet100Config  # noqa: F401
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 SOURCE = "https://image-net.org (ILSVRC2012 train/val, val sorted into class folders)"
 EXTENSIONS = (".jpeg", ".jpg", ".png")
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-@dataclasses.dataclass
-class ImageNet100Config(DatasetConfig):
-    size: int = 224
-    resize: int = 256
-    class_stride: int = 1  # 10: every 10th of 1000 sorted ImageNet classes (the paper's ImageNet-100)
-    classes_file: str | None = None
-    augment: bool = True
-    hflip: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 8 and self.resize >= self.size, f"{key}.size", "need 8 <= size <= resize")
-        check(self.class_stride >= 1, f"{key}.class_stride", "must be >= 1")
 
 
 class _Folder(Dataset):

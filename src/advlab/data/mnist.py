@@ -9,7 +9,6 @@ dimension as uint32) followed by the raw data. Images are 28x28 grey, padded or 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gzip
 import struct
@@ -20,26 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import MNISTConfig  # noqa: F401
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SOURCE = "http://yann.lecun.com/exdb/mnist/ (or any mirror of the four IDX files)"
-
-
-@dataclasses.dataclass
-class MNISTConfig(DatasetConfig):
-    size: int = 28  # resized (bilinear) when different from 28
-    channels: int = 1
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
-        check(self.channels in (1, 3), f"{key}.channels", "must be 1 or 3")
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -15,17 +15,16 @@ redistributed copies are often incomplete).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
 import torch
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import NUSWideConfig  # noqa: F401
 from advlab.data.image_files import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 LAYOUT = [
     "Concepts81.txt",
@@ -35,17 +34,6 @@ LAYOUT = [
     "Flickr",
 ]
 SOURCE = "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html"
-
-
-@dataclasses.dataclass
-class NUSWideConfig(DatasetConfig):
-    size: int = 224
-    drop_empty: bool = True
-    skip_missing: bool = False
-    hflip: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
 
 
 def _lines(path: Path) -> list[str]:
@@ -87,7 +75,6 @@ def load_nuswide_index(root: str, split: str, drop_empty: bool, skip_missing: bo
 @DATASETS.register("nuswide")
 class NUSWide(DataModule):
     Config = NUSWideConfig
-    default_task = "multilabel"
 
     @functools.cached_property
     def root(self) -> Path:

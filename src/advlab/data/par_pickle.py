@@ -29,42 +29,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import PRESET_GROUPS, PARPickleConfig  # noqa: F401
 from advlab.errors import ConfigError, DatasetNotFoundError
-from advlab.registry import check
 from advlab.tasks.par import PARInfo, check_groups
 
-# Part groups ([start, end) over the evaluated attributes) of PromptPAR's orderings; a group of one attribute
-# is flipped by the label perturbation, attributes outside every group stay.
-PRESET_GROUPS: dict[str, list[tuple[int, int]]] = {
-    "peta": [(0, 5), (5, 15), (15, 21), (21, 25), (25, 30), (30, 34), (34, 35)],
-    "pa100k": [(0, 1), (1, 4), (4, 7), (7, 9), (9, 13), (13, 19), (19, 25)],
-    "rapv2": [
-        (0, 5),
-        (5, 15),
-        (15, 21),
-        (21, 27),
-        (27, 35),
-        (35, 39),
-        (39, 40),
-        (40, 43),
-        (43, 45),
-        (45, 54),
-    ],
-    "msp60k": [
-        (0, 1),
-        (1, 4),
-        (4, 7),
-        (7, 16),
-        (16, 19),
-        (19, 29),
-        (29, 35),
-        (35, 40),
-        (40, 47),
-        (47, 51),
-        (51, 56),
-    ],  # fmt: skip
-}
 PRESET_SIZES = {"peta": 35, "pa100k": 26, "rapv2": 54, "msp60k": 57}
 SOURCES = {
     "peta": "http://mmlab.ie.cuhk.edu.hk/projects/PETA.html (PETA.mat + images; scripts/convert_peta.py)",
@@ -211,29 +180,6 @@ def load_description(path: str | os.PathLike, split_index: int = 0) -> PARDescri
     )
 
 
-@dataclasses.dataclass
-class PARPickleConfig(DatasetConfig):
-    preset: str = "none"  # peta | pa100k | rapv2 | msp60k | none: part groups (and expected attribute count)
-    pickle: str = "dataset_all.pkl"  # relative to dataset.root, or absolute
-    images: str | None = (
-        None  # image folder (relative to dataset.root or absolute); default: the pickle's root
-    )
-    split_index: int = 0  # which of the pickle's random splits (PETA/RAP ship 5)
-    train_split: str = "trainval"  # the partition trained on (victim, noise, defense)
-    test_split: str = "test"
-    size: int = 224  # images are resized to size x size
-    groups: list[list[int]] | None = None  # [[start, end], ...] overrides the preset's groups
-    hflip: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.preset in PRESET_GROUPS or self.preset == "none", f"{key}.preset",
-              f"must be one of {', '.join([*PRESET_GROUPS, 'none'])} (got '{self.preset}')")  # fmt: skip
-        check(self.size >= 16, f"{key}.size", f"must be >= 16 (got {self.size})")
-        for s in (self.train_split, self.test_split):
-            check(s in ("train", "val", "trainval", "test"), f"{key}.train_split/test_split",
-                  f"must be train, val, trainval or test (got '{s}')")  # fmt: skip
-
-
 class _ImageDataset(Dataset):
     def __init__(self, paths: list[Path], labels: np.ndarray, size: int):
         self.paths, self.labels, self.size = paths, torch.from_numpy(labels), size
@@ -253,7 +199,6 @@ class _ImageDataset(Dataset):
 @DATASETS.register("par_pickle")
 class PARPickle(DataModule):
     Config = PARPickleConfig
-    default_task = "par"
     splits = ("train", "test")
 
     @functools.cached_property

@@ -19,7 +19,6 @@ in one batched pass with torch ops from ``dataset.split_seed``, in about a secon
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import torch
@@ -27,29 +26,12 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS
-from advlab.data.faces import FaceAttributeData, FaceDatasetConfig
+from advlab.data.configs import SynthFacesConfig  # noqa: F401
+from advlab.data.faces import FaceAttributeData
 from advlab.data.info import DataInfo
-from advlab.registry import check
 
 ATTRIBUTES = ["Blond_Hair", "Eyeglasses", "Smiling", "Bangs", "Pale_Skin", "Chubby"]
 ATTRIBUTE_RATE = 0.4  # probability of each attribute per image
-
-
-@dataclasses.dataclass
-class SynthFacesConfig(FaceDatasetConfig):
-    size: int = 32
-    train_identities: int = 200
-    dev_identities: int = 40
-    test_identities: int = 40
-    images_per_identity: int = 10
-    split_seed: int = 0
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.size >= 16, f"{key}.size", f"must be >= 16 (got {self.size})")
-        for name in ("train_identities", "dev_identities", "test_identities"):
-            check(getattr(self, name) >= 2, f"{key}.{name}", "must be >= 2")
-        check(self.images_per_identity >= 2, f"{key}.images_per_identity", "must be >= 2")
 
 
 def _ellipse(u: Tensor, v: Tensor, cx: Tensor, cy: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -11,15 +11,14 @@ front), so a few thousand 64x64 images take about a second; images and labels ar
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig
-from advlab.registry import check
+from advlab.data.base import DATASETS, DataModule
+from advlab.data.configs import SynthPARConfig  # noqa: F401
 from advlab.tasks.par import PARInfo
 
 # (attribute name, sentence); groups below index this list
@@ -72,22 +71,6 @@ _COLOURS = {
     "hair": (0.2, 0.13, 0.07),
     "grey_hair": (0.78, 0.78, 0.78),
 }
-
-
-@dataclasses.dataclass
-class SynthPARConfig(DatasetConfig):
-    size: int = 64  # images are size x size
-    num_train: int = 3000
-    num_test: int = 1000
-    data_seed: int = 0  # images and labels are a pure function of this seed
-    pixel_noise: float = 0.03  # std of the Gaussian pixel noise
-    hflip: bool = True  # random horizontal flips during training (attributes are left/right symmetric)
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 32, f"{key}.size", f"must be >= 32 (got {self.size})")
-        check(self.num_train >= 16, f"{key}.num_train", f"must be >= 16 (got {self.num_train})")
-        check(self.num_test >= 1, f"{key}.num_test", f"must be >= 1 (got {self.num_test})")
-        check(self.pixel_noise >= 0, f"{key}.pixel_noise", f"must be >= 0 (got {self.pixel_noise})")
 
 
 def _palette(names: list[str]) -> Tensor:
@@ -318,7 +301,6 @@ def make_synthpar(
 @DATASETS.register("synthpar")
 class SynthPAR(DataModule):
     Config = SynthPARConfig
-    default_task = "par"
 
     def _tensors(self) -> dict[str, tuple[Tensor, Tensor]]:
         p = self.params

@@ -14,18 +14,17 @@ Splits: ``split_mode=official`` uses ``train.txt`` for training and ``val.txt`` 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import torch
 
-from advlab.data.base import DATASETS, DataModule, DatasetConfig, require_root
+from advlab.data.base import DATASETS, DataModule, require_root
+from advlab.data.configs import VOCConfig  # noqa: F401
 from advlab.data.image_files import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset, seeded_split
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
-from advlab.registry import check
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -35,19 +34,6 @@ LAYOUT = ["Annotations", "ImageSets/Main/train.txt", "ImageSets/Main/val.txt", "
 SOURCE = (
     "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ (VOCtrainval_11-May-2012.tar; root = VOCdevkit/VOC2012)"
 )
-
-
-@dataclasses.dataclass
-class VOCConfig(DatasetConfig):
-    size: int = 224  # images are resized to size x size (299 for InceptionV3)
-    split_mode: str = "official"  # official | paper
-    split_seed: int = 0
-    include_difficult: bool = True
-    hflip: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
-        check(self.split_mode in ("official", "paper"), f"{key}.split_mode", "must be official or paper")
 
 
 def parse_voc_annotation(path: Path, include_difficult: bool) -> set[str]:
@@ -85,7 +71,6 @@ def load_voc_index(root: str, split_file: str, include_difficult: bool) -> tuple
 @DATASETS.register("voc2012")
 class VOC2012(DataModule):
     Config = VOCConfig
-    default_task = "multilabel"
     splits = ("train", "val", "test")
 
     @functools.cached_property

@@ -4,37 +4,18 @@ current model, generated (with the model in eval mode) by the attack configured 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS
 from advlab.defenses.base import DEFENSES, Defense
-from advlab.registry import ComponentConfig, check
-
-
-@dataclasses.dataclass
-class AdvTrainingConfig(ComponentConfig):
-    attack: Any = None  # a full attack config; conf/defense/adv_training.yaml composes pgd_linf_train
-    clean_fraction: float = 0.0  # share of each batch kept clean (0 = pure adversarial training)
-
-    def validate(self, key: str) -> None:
-        check(0.0 <= self.clean_fraction < 1.0, f"{key}.clean_fraction", "must be in [0, 1)")
-        check(
-            self.attack is not None,
-            f"{key}.attack",
-            "missing: set the training attack, e.g. attack@defense.attack=pgd_linf_train",
-        )
-        parsed = ATTACKS.parse(self.attack, key=f"{key}.attack")
-        check(parsed.name != "none", f"{key}.attack.name", "adversarial training needs an attack")
-        check(not getattr(parsed, "targeted", False), f"{key}.attack.targeted", "must be false")
-        self.attack = dataclasses.asdict(parsed)
+from advlab.defenses.configs import AdvTrainingConfig  # noqa: F401
 
 
 @DEFENSES.register("adv_training")
 class AdversarialTraining(Defense):
+    paper = "Madry, Makelov, Schmidt, Tsipras & Vladu, Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
+    url = "https://arxiv.org/abs/1706.06083"
     Config = AdvTrainingConfig
     trains_victim = True
 

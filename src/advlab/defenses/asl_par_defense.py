@@ -15,56 +15,17 @@ attacked metrics -> defense fine-tuning -> ``defended/*`` metrics).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from advlab.defenses.base import DEFENSES, Defense
+from advlab.defenses.configs import ASLPARDefenseConfig  # noqa: F401
 from advlab.errors import ConfigError
-from advlab.registry import ComponentConfig, check
 
 if TYPE_CHECKING:  # loops.fit imports the defenses package: a top-level import here would be circular
-    from advlab.loops.fit import TrainConfig
-
-
-@dataclasses.dataclass
-class ASLPARDefenseConfig(ComponentConfig):
-    kernel_size: int = 3
-    text_prompts: int = 4  # learnable text prompt vectors (0 = filter only)
-    filter_lr: float = 8e-4
-    prompt_lr: float = 4e-4
-    epochs: int = 10
-    batch_size: int = 16
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    clean_fraction: float = 0.0  # share of each fine-tuning batch left clean (paper: 0, all noisy)
-
-    def validate(self, key: str) -> None:
-        check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, f"{key}.kernel_size",
-              f"must be an odd number >= 1 (got {self.kernel_size})")  # fmt: skip
-        check(self.text_prompts >= 0, f"{key}.text_prompts", "must be >= 0")
-        check(self.filter_lr > 0 and self.prompt_lr > 0, f"{key}.filter_lr", "learning rates must be > 0")
-        check(0.0 <= self.clean_fraction < 1.0, f"{key}.clean_fraction", "must be in [0, 1)")
-        self.train_config().validate(key)
-
-    def train_config(self) -> TrainConfig:
-        from advlab.loops.fit import TrainConfig
-
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            lr=self.filter_lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            warmup_epochs=self.warmup_epochs,
-        )
+    pass
 
 
 class FilteredVictim(nn.Module):
@@ -83,12 +44,15 @@ class FilteredVictim(nn.Module):
         net = getattr(victim, "net", None)
         self.text_prompts: nn.Parameter | None = None
         if text_prompts and hasattr(net, "text_ctx"):
+            # the defense's own prompts, passed to the victim per call: the victim module is not modified, so
+            # the undefended victim evaluated after the fine-tuning is still the undefended victim
             width = net.text_ctx.shape[1]
-            net.text_ctx = nn.Parameter(torch.zeros(text_prompts, width, device=net.text_ctx.device))
-            self.text_prompts = net.text_ctx
+            self.text_prompts = nn.Parameter(torch.zeros(text_prompts, width, device=net.text_ctx.device))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.victim(self.filter(x))
+        if self.text_prompts is None:
+            return self.victim(self.filter(x))
+        return self.victim(self.filter(x), text_ctx=self.text_prompts)
 
     def train(self, mode: bool = True) -> FilteredVictim:
         super().train(mode)
@@ -110,6 +74,10 @@ class FilteredVictim(nn.Module):
 
 @DEFENSES.register("asl_par")
 class ASLPARDefense(Defense):
+    paper = (
+        "Adversarial Semantic and Label Perturbation Attack for Pedestrian Attribute Recognition, arXiv 2025"
+    )
+    url = "https://arxiv.org/abs/2505.23313"
     Config = ASLPARDefenseConfig
 
     def __init__(self, params: Any, task: Any):

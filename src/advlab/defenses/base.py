@@ -7,13 +7,17 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from advlab.registry import ComponentConfig, Registry
+from advlab.defenses.configs import DEFENSES  # noqa: F401
+from advlab.registry import ComponentConfig
 from advlab.tasks.base import Task
 
 
 class Defense:
     Config = ComponentConfig
     registered_name = "defense"
+    #: the paper that defines the defense ("Authors, Title, Venue Year") and its link
+    paper: str | None = None
+    url: str | None = None
     #: the victim must be (re)trained with this defense in the fit loop
     trains_victim = False
 
@@ -30,5 +34,4 @@ class Defense:
         return victim
 
 
-DEFENSES: Registry[Defense] = Registry("defense", "defense")
 DEFENSES.register("none")(Defense)

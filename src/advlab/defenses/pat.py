@@ -8,33 +8,19 @@ correctly are attacked (``attack_correct_only``); the others are trained on as t
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor, nn
 
-from advlab.defenses.adv_training import AdversarialTraining, AdvTrainingConfig
+from advlab.defenses.adv_training import AdversarialTraining
 from advlab.defenses.base import DEFENSES
-from advlab.registry import check
+from advlab.defenses.configs import PATConfig  # noqa: F401
 from advlab.utils import frozen
-
-
-@dataclasses.dataclass
-class PATConfig(AdvTrainingConfig):
-    attack_correct_only: bool = True
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(
-            self.attack["name"] in ("fast_lpa", "lpa", "ppgd"),
-            f"{key}.attack.name",
-            f"PAT trains against a perceptual attack (fast_lpa, lpa, ppgd), got '{self.attack['name']}'; "
-            "use defense=adv_training for Lp attacks",
-        )
 
 
 @DEFENSES.register("pat")
 class PerceptualAdversarialTraining(AdversarialTraining):
+    paper = "Laidlaw, Singla & Feizi, Perceptual Adversarial Robustness: Defense Against Unseen Threat Models, ICLR 2021"
+    url = "https://arxiv.org/abs/2006.12655"
     Config = PATConfig
 
     def training_batch(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from advlab.registry import ComponentConfig, Registry
+from advlab.loggers.configs import TRACKERS  # noqa: F401
+from advlab.registry import ComponentConfig
 
 
 class Tracker:
@@ -32,5 +33,4 @@ class Tracker:
         pass
 
 
-TRACKERS: Registry[Tracker] = Registry("logger", "logger")
 TRACKERS.register("none")(Tracker)

@@ -3,29 +3,10 @@ folder (``<run_dir>/wandb/offline-run-*``) and can be uploaded later with ``wand
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from advlab.loggers.base import TRACKERS, Tracker
-from advlab.registry import ComponentConfig, check
-
-
-@dataclasses.dataclass
-class WandbConfig(ComponentConfig):
-    project: str = "advlab"
-    entity: str | None = None
-    mode: str = "offline"  # offline | online | disabled
-    group: str | None = None
-    job_type: str | None = None
-    tags: list[str] = dataclasses.field(default_factory=list)
-    run_name: str | None = None  # default: the run folder name
-
-    def validate(self, key: str) -> None:
-        check(
-            self.mode in ("offline", "online", "disabled"),
-            f"{key}.mode",
-            f"must be offline, online or disabled (got '{self.mode}')",
-        )
+from advlab.loggers.configs import WandbConfig  # noqa: F401
 
 
 @TRACKERS.register("wandb")

@@ -20,47 +20,15 @@ from tqdm.auto import tqdm
 
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
+from advlab.errors import AdvlabError
+from advlab.loops.configs import EvalConfig  # noqa: F401
 from advlab.metrics.distortion import distortion, image_quality
 from advlab.metrics.meter import Meter
-from advlab.registry import check
+from advlab.reporting.pictures import Examples
+from advlab.resume import LoopState
 from advlab.tasks.base import Task
-from advlab.utils import atomic_torch_save
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class EvalConfig:
-    batch_size: int = 256
-    num_examples: int | None = None  # evaluate the first N test images (None = all)
-    grid_examples: int = 8  # adversarial examples shown in adv_examples.png (0 = no picture)
-    # attack/lpips: null (off) | alex | vgg | squeeze (the lpips package's calibrated LPIPS; trunk weights from
-    # TORCH_HOME) | alex_random (uncalibrated random trunk, tests only) | self (the victim's own features)
-    lpips: str | None = None
-
-    def validate(self, key: str) -> None:
-        check(
-            self.lpips in (None, "alex", "vgg", "squeeze", "alex_random", "self"),
-            f"{key}.lpips",
-            f"must be null, alex, vgg, squeeze, alex_random or self (got '{self.lpips}')",
-        )
-        check(self.grid_examples >= 0, f"{key}.grid_examples", f"must be >= 0 (got {self.grid_examples})")
-        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
-        check(
-            self.num_examples is None or self.num_examples >= 1, f"{key}.num_examples", "must be >= 1 or null"
-        )
-
-
-@dataclasses.dataclass
-class Examples:
-    """The first few test images with their clean/adversarial versions and outputs, for the example grid."""
-
-    x: Tensor
-    y: Tensor
-    x_adv: Tensor | None = None
-    clean_pred: Tensor | None = None
-    adv_pred: Tensor | None = None
-    target: Tensor | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -80,6 +48,133 @@ def lpips_metric(name: str, model: nn.Module):
     return metric.to(ref.device) if ref is not None else metric
 
 
+@dataclasses.dataclass
+class EvaluationState(LoopState):
+    """The evaluate loop's progress: meters, counters, drawn targets and per-example outcomes so far."""
+
+    clean: Meter
+    adv: Meter
+    attack: Meter  # attack/... statistics
+    attack_time: float
+    n_images: int
+    examples: Examples | None
+    targets: list[Tensor]
+    clean_correct: list[Tensor]
+    adv_correct: list[Tensor]
+    next_batch: int
+    generator: Tensor  # state of the target-sampling generator
+
+    def to(self, device: torch.device) -> EvaluationState:
+        for meter in (self.clean, self.adv, self.attack):
+            meter.to(device)
+        self.clean_correct = [t.to(device) for t in self.clean_correct]
+        self.adv_correct = [t.to(device) for t in self.adv_correct]
+        return self
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """What one evaluation measured.
+
+    ``clean_correct`` / ``adv_correct`` are per-example bools over the evaluated test images, in order (the
+    task's ``correct``; ``adv_correct`` only with an attack), e.g. to combine several attacks into a union
+    accuracy; ``targets`` are the attack's targets (targeted attacks only); ``meters`` the task meters the
+    ``clean/*`` (``clean``) and ``adv/*`` (``adv``, with an attack) metrics were computed from, so that a report
+    drawn from them (e.g. per-attribute tables) holds exactly the numbers of ``metrics``."""
+
+    metrics: dict[str, float]
+    examples: Examples
+    targets: Tensor | None
+    clean_correct: Tensor
+    adv_correct: Tensor | None
+    meters: dict[str, Meter] = dataclasses.field(default_factory=dict)
+
+
+class Evaluation:
+    """One pass over the test split: :meth:`clean_step` and :meth:`attack_step` per batch, :meth:`record` of
+    the attack's outcome, :meth:`result` at the end. :func:`evaluate` drives it (with resuming)."""
+
+    def __init__(
+        self, model: nn.Module, task: Task, attack: Attack, params: EvalConfig, state: EvaluationState
+    ):
+        self.model, self.task, self.attack, self.params, self.state = model, task, attack, params, state
+        self.run_attack = not isinstance(attack, NoAttack)
+        self.lpips_fn = lpips_metric(params.lpips, model) if (self.run_attack and params.lpips) else None
+
+    def clean_step(self, x: Tensor, y: Tensor) -> Tensor:
+        st, task = self.state, self.task
+        with torch.no_grad():
+            clean_out = self.model(x)
+        task.update_metrics(st.clean, clean_out, y)
+        st.clean_correct.append(task.correct(clean_out, y))
+        if st.examples is None:
+            k = self.params.grid_examples
+            st.examples = Examples(x[:k].cpu(), y[:k].cpu(), clean_pred=task.predict(clean_out[:k]).cpu())
+        st.n_images += x.shape[0]
+        return clean_out
+
+    def attack_step(self, x: Tensor, y: Tensor, clean_out: Tensor, gen: torch.Generator) -> None:
+        st, task, attack = self.state, self.task, self.attack
+        target = task.sample_targets(y, gen) if attack.targeted else None
+        if target is not None:
+            st.targets.append(target.cpu())
+        _sync(x.device)
+        t0 = time.perf_counter()
+        x_adv = attack(self.model, x, y, target)
+        _sync(x.device)
+        st.attack_time += time.perf_counter() - t0
+        with torch.no_grad():
+            adv_out = self.model(x_adv)
+        y = attack.adv_labels(y)  # e.g. pixels under a patch are not scored
+        self.record(x, x_adv, y, target, clean_out, adv_out)
+
+    def record(self, x: Tensor, x_adv: Tensor, y: Tensor, target: Tensor | None, clean_out, adv_out) -> None:
+        """Metrics of one attacked batch: the task's under attack, success, distortion on the successes (and
+        maxima over all), the attack's own per-sample statistics, the first batch's pictures."""
+        st, task, att = self.state, self.task, self.state.attack
+        task.update_metrics(st.adv, adv_out, y)
+        st.adv_correct.append(task.correct(adv_out, y))
+        task.update_attack_metrics(att, clean_out, adv_out, y, target)
+        eligible, success = task.attack_outcome(clean_out, adv_out, y, target)
+        for name, values in distortion(x, x_adv).items():
+            att.add(name, values, mask=eligible & success)
+            att.add_max(f"{name}_max", values)
+        for name, values in image_quality(x, x_adv).items():  # mse, psnr, ssim on successes
+            att.add(name, values, mask=eligible & success)
+        if self.lpips_fn is not None:
+            with torch.no_grad():
+                values = self.lpips_fn(x, x_adv)
+            att.add("lpips", values, mask=eligible & success)
+            att.add_max("lpips_max", values)
+        for name, values in self.attack.batch_stats.items():
+            att.add(name, values)
+        examples = st.examples
+        if examples.x_adv is None:
+            k = examples.x.shape[0]
+            examples.x_adv = x_adv[:k].cpu()
+            examples.adv_pred = task.predict(adv_out[:k]).cpu()
+            examples.target = None if target is None else target[:k].cpu()
+
+    def result(self) -> EvalResult:
+        st = self.state
+        metrics = {f"clean/{k}": v for k, v in st.clean.compute().items()}
+        if self.run_attack:
+            metrics.update({f"adv/{k}": v for k, v in st.adv.compute().items()})
+            metrics.update({f"attack/{k}": v for k, v in st.attack.compute().items()})
+            metrics["attack/time_per_image_s"] = st.attack_time / max(st.n_images, 1)
+        metrics["eval/num_examples"] = st.n_images
+        if st.examples is None:
+            raise AdvlabError("evaluation: the test split is empty (check dataset.* and eval.num_examples)")
+        return EvalResult(
+            metrics,
+            st.examples,
+            torch.cat(st.targets) if st.targets else None,
+            torch.cat(st.clean_correct).cpu(),
+            torch.cat(st.adv_correct).cpu() if st.adv_correct else None,
+            {"clean": st.clean, **({"adv": st.adv} if self.run_attack else {})},
+        )
+
+
 def evaluate(
     model: nn.Module,
     task: Task,
@@ -91,115 +186,40 @@ def evaluate(
     progress: bool = True,
     resume_path: Path | None = None,
     checkpoint_every_s: float = 60.0,
-    per_example: dict[str, Tensor] | None = None,
-) -> tuple[dict[str, float], Examples, Tensor | None]:
-    """Returns (metrics, examples for the grid, all attack targets or None).
+) -> EvalResult:
+    """Evaluate ``model`` on the test split, clean and (unless ``attack`` is ``none``) under ``attack``.
 
-    With ``resume_path``, the loop's whole state (meters, RNG, targets, timing, the next batch) is written
-    there atomically at most every ``checkpoint_every_s`` seconds, and a restarted evaluation continues from
-    it, giving the same result as an uninterrupted one (the test split is read in a fixed order).
-
-    With a dict ``per_example``, the loop also fills it with per-example bool tensors over the evaluated test
-    images, in order: ``clean_correct`` and, with an attack, ``adv_correct`` (the task's ``correct`` on the
-    attacked image) -- e.g. to combine several attacks into a union accuracy."""
+    With ``resume_path``, the loop's whole state (:class:`EvaluationState`: meters, RNG, targets, timing, the
+    next batch) is written there atomically at most every ``checkpoint_every_s`` seconds, and a restarted
+    evaluation continues from it, giving the same result as an uninterrupted one (the test split is read in
+    a fixed order)."""
     model.eval()
     loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
-    run_attack = not isinstance(attack, NoAttack)
-    if run_attack:
+    if not isinstance(attack, NoAttack):
         attack.prepare(model, data)
     gen = torch.Generator().manual_seed(seed)
-    state = {
-        "clean": task.meter(),
-        "adv": task.meter(),
-        "att": Meter(),
-        "attack_time": 0.0,
-        "n_images": 0,
-        "examples": None,
-        "targets": [],
-        "next_batch": 0,
-        "clean_correct": [],
-        "adv_correct": [],
-    }
-    if resume_path is not None and resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=False)
-        state = saved["state"]
-        for key in ("clean", "adv", "att"):
-            state[key].to(device)
-        gen.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        logger.info(f"resuming evaluation from {resume_path} at batch {state['next_batch']}")
-    state.setdefault("clean_correct", [])  # states saved before these were recorded
-    state.setdefault("adv_correct", [])
-    clean, adv, att, targets = state["clean"], state["adv"], state["att"], state["targets"]
-    lpips_fn = lpips_metric(params.lpips, model) if (run_attack and params.lpips) else None
+    state = EvaluationState.load(resume_path)
+    if state is None:
+        state = EvaluationState(
+            task.meter(), task.meter(), Meter(), 0.0, 0, None, [], [], [], 0, gen.get_state()
+        )
+    else:
+        logger.info(f"evaluation resumes at batch {state.next_batch}")
+    state.to(device)
+    gen.set_state(state.generator)
+    ev = Evaluation(model, task, attack, params, state)
     last_save = time.perf_counter()
-    desc = f"attack {attack.registered_name}" if run_attack else "evaluate"
+    desc = f"attack {attack.registered_name}" if ev.run_attack else "evaluate"
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty())
     for i, (x, y) in enumerate(bar):
-        if i < state["next_batch"]:
+        if i < state.next_batch:
             continue
         if resume_path is not None and time.perf_counter() - last_save >= checkpoint_every_s:
-            state["next_batch"] = i
-            saved = {"state": state, "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
-            atomic_torch_save(saved, resume_path)
+            state.next_batch, state.generator = i, gen.get_state()
+            state.save(resume_path)
             last_save = time.perf_counter()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.no_grad():
-            clean_out = model(x)
-        task.update_metrics(clean, clean_out, y)
-        if per_example is not None:
-            state["clean_correct"].append(task.correct(clean_out, y).cpu())
-        if state["examples"] is None:
-            k = params.grid_examples
-            state["examples"] = Examples(
-                x[:k].cpu(), y[:k].cpu(), clean_pred=task.predict(clean_out[:k]).cpu()
-            )
-        examples = state["examples"]
-        state["n_images"] += x.shape[0]
-        if not run_attack:
-            continue
-        target = task.sample_targets(y, gen) if attack.targeted else None
-        if target is not None:
-            targets.append(target.cpu())
-        _sync(device)
-        t0 = time.perf_counter()
-        x_adv = attack(model, x, y, target)
-        _sync(device)
-        state["attack_time"] += time.perf_counter() - t0
-        with torch.no_grad():
-            adv_out = model(x_adv)
-        y = attack.adv_labels(y)  # e.g. pixels under a patch are not scored
-        task.update_metrics(adv, adv_out, y)
-        if per_example is not None:
-            state["adv_correct"].append(task.correct(adv_out, y).cpu())
-        task.update_attack_metrics(att, clean_out, adv_out, y, target)
-        eligible, success = task.attack_outcome(clean_out, adv_out, y, target)
-        for name, values in distortion(x, x_adv).items():
-            att.add(name, values, mask=eligible & success)
-            att.add_max(f"{name}_max", values)
-        for name, values in image_quality(x, x_adv).items():  # mse, psnr, ssim on successes
-            att.add(name, values, mask=eligible & success)
-        if lpips_fn is not None:
-            with torch.no_grad():
-                values = lpips_fn(x, x_adv)
-            att.add("lpips", values, mask=eligible & success)
-            att.add_max("lpips_max", values)
-        for name, values in attack.batch_stats.items():
-            att.add(name, values)
-        if examples.x_adv is None:
-            k = examples.x.shape[0]
-            examples.x_adv = x_adv[:k].cpu()
-            examples.adv_pred = task.predict(adv_out[:k]).cpu()
-            examples.target = None if target is None else target[:k].cpu()
-    metrics = {f"clean/{k}": v for k, v in clean.compute().items()}
-    if run_attack:
-        metrics.update({f"adv/{k}": v for k, v in adv.compute().items()})
-        metrics.update({f"attack/{k}": v for k, v in att.compute().items()})
-        metrics["attack/time_per_image_s"] = state["attack_time"] / max(state["n_images"], 1)
-    metrics["eval/num_examples"] = state["n_images"]
-    if per_example is not None:
-        for key in ("clean_correct", "adv_correct"):
-            if state[key]:
-                per_example[key] = torch.cat(state[key])
-    assert state["examples"] is not None, "empty test split"
-    return metrics, state["examples"], (torch.cat(targets) if targets else None)
+        clean_out = ev.clean_step(x, y)
+        if ev.run_attack:
+            ev.attack_step(x, y, clean_out, gen)
+    return ev.result()

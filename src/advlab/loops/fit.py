@@ -27,42 +27,11 @@ from advlab import distributed
 from advlab.data.base import DataModule
 from advlab.defenses.base import Defense
 from advlab.errors import AdvlabError
-from advlab.registry import check
+from advlab.loops.configs import TrainConfig  # noqa: F401
+from advlab.resume import LoopState
 from advlab.tasks.base import Task
-from advlab.utils import atomic_torch_save
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 8
-    batch_size: int = 64
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # none | cosine | multistep
-    milestones: list[int] = dataclasses.field(default_factory=list)  # multistep epochs (x0.1 at each)
-    warmup_epochs: int = 0
-    grad_clip: float | None = None
-    sync_bn: bool = True  # distributed training on GPUs: BatchNorm statistics over the global batch
-
-    def validate(self, key: str) -> None:
-        check(self.epochs >= 1, f"{key}.epochs", f"must be >= 1 (got {self.epochs})")
-        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
-        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
-        check(
-            self.optimizer in ("adam", "sgd"),
-            f"{key}.optimizer",
-            f"must be adam or sgd (got '{self.optimizer}')",
-        )
-        check(
-            self.schedule in ("none", "cosine", "multistep"),
-            f"{key}.schedule",
-            f"must be none, cosine or multistep (got '{self.schedule}')",
-        )
-        check(0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs", "must be in [0, epochs)")
 
 
 def make_optimizer(params: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -90,6 +59,16 @@ def lr_factor(params: TrainConfig, epoch_float: float) -> float:
     if params.schedule == "multistep":
         return 0.1 ** sum(epoch_float >= m for m in params.milestones)
     return 1.0
+
+
+@dataclasses.dataclass
+class FitState(LoopState):
+    """The fit loop's progress after a finished epoch."""
+
+    model: dict
+    optimizer: dict
+    epoch: int  # epochs done
+    generator: torch.Tensor  # the loop's own generator (shuffling, augmentation)
 
 
 def fit(
@@ -122,16 +101,13 @@ def fit(
     start_epoch = 0
     gen = torch.Generator().manual_seed(seed)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = state["epoch"]
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        logger.info(f"resuming training from {resume_path} at epoch {start_epoch}/{params.epochs}")
+    state = FitState.load(resume_path)
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        start_epoch = state.epoch
+        gen.set_state(state.generator)
+        logger.info(f"training resumes at epoch {start_epoch}/{params.epochs}")
     steps_per_epoch = math.ceil(len(data.dataset("train")) / params.batch_size)
     for epoch in range(start_epoch, params.epochs):
         model.train()
@@ -181,17 +157,7 @@ def fit(
             }
         )
         if resume_path is not None and rank == 0:  # first, so that a kill after this point loses nothing
-            atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1,
-                    "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                },
-                resume_path,
-            )
+            FitState(model.state_dict(), optimizer.state_dict(), epoch + 1, gen.get_state()).save(resume_path)
         if world > 1:
             distributed.barrier()
         if rank != 0:

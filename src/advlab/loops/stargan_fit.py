@@ -33,46 +33,10 @@ from torch import Tensor
 from advlab.data.faces import FaceAttributeData
 from advlab.errors import AdvlabError
 from advlab.generators.stargan import StarGANDiscriminator, StarGANGenerator
-from advlab.registry import check
-from advlab.utils import atomic_torch_save
+from advlab.loops.configs import GANTrainConfig  # noqa: F401
+from advlab.resume import LoopState
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class GANTrainConfig:
-    iters: int = 200000
-    batch_size: int = 16
-    g_lr: float = 1e-4
-    d_lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_critic: int = 5
-    lambda_cls: float = 1.0
-    lambda_rec: float = 10.0
-    lambda_gp: float = 10.0
-    lambda_adv: float = 1.0  # weight of the Wasserstein terms (StarGAN: 1)
-    #: L1 to the exact counterfactual ``x(c')`` when the dataset can render it (synthfaces); StarGAN: 0.
-    #: With lambda_adv = lambda_cls = 0 the discriminator is not trained at all (a supervised editor).
-    lambda_paired: float = 0.0
-    decay_iters: int = 100000  # linear lr decay to 0 over the last decay_iters
-    checkpoint_every: int = 1000
-    log_every: int = 100
-
-    def validate(self, key: str) -> None:
-        check(self.iters >= 1, f"{key}.iters", f"must be >= 1 (got {self.iters})")
-        check(self.batch_size >= 2, f"{key}.batch_size", f"must be >= 2 (got {self.batch_size})")
-        check(self.g_lr > 0 and self.d_lr > 0, key, "g_lr and d_lr must be > 0")
-        check(self.n_critic >= 1, f"{key}.n_critic", "must be >= 1")
-        check(0 <= self.decay_iters <= self.iters, f"{key}.decay_iters", "must be in [0, iters]")
-        check(
-            self.checkpoint_every >= 1 and self.log_every >= 1, key, "checkpoint_every/log_every must be >= 1"
-        )
-        check(
-            min(self.lambda_adv, self.lambda_cls, self.lambda_rec, self.lambda_gp, self.lambda_paired) >= 0,
-            key,
-            "loss weights must be >= 0",
-        )
 
 
 def gradient_penalty(d_out: Tensor, x: Tensor) -> Tensor:
@@ -95,6 +59,18 @@ def _batch_index(n: int, batch_size: int, seed: int, it: int) -> Tensor:
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
+@dataclasses.dataclass
+class StarGANState(LoopState):
+    """The StarGAN loop's progress after ``iter`` iterations."""
+
+    g: dict
+    d: dict
+    g_opt: dict
+    d_opt: dict
+    iter: int
+    generator: torch.Tensor
+
+
 def fit_stargan(
     g: StarGANGenerator,
     d: StarGANDiscriminator,
@@ -111,16 +87,15 @@ def fit_stargan(
     d_opt = torch.optim.Adam(d.parameters(), params.d_lr, betas=(params.beta1, params.beta2))
     gen = torch.Generator().manual_seed(seed)
     start = 0
-    if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        g.load_state_dict(state["g"])
-        d.load_state_dict(state["d"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start = state["iter"]
-        logger.info(f"resuming StarGAN training from {resume_path} at iteration {start}/{params.iters}")
+    state = StarGANState.load(resume_path)
+    if state is not None:
+        g.load_state_dict(state.g)
+        d.load_state_dict(state.d)
+        g_opt.load_state_dict(state.g_opt)
+        d_opt.load_state_dict(state.d_opt)
+        gen.set_state(state.generator)
+        start = state.iter
+        logger.info(f"StarGAN training resumes at iteration {start}/{params.iters}")
     n_train = len(data.identities("train"))
     if n_train < params.batch_size:
         raise AdvlabError(
@@ -197,18 +172,9 @@ def fit_stargan(
             stats["gan/g_loss"] = g_loss.item()
         done = it + 1
         if resume_path is not None and (done % params.checkpoint_every == 0 or done == params.iters):
-            atomic_torch_save(
-                {
-                    "g": g.state_dict(),
-                    "d": d.state_dict(),
-                    "g_opt": g_opt.state_dict(),
-                    "d_opt": d_opt.state_dict(),
-                    "iter": done,
-                    "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-                resume_path,
-            )
+            StarGANState(
+                g.state_dict(), d.state_dict(), g_opt.state_dict(), d_opt.state_dict(), done, gen.get_state()
+            ).save(resume_path)
         if done % params.log_every == 0 or done == params.iters:
             stats["gan/iter"] = done
             stats["gan/time_s"] = time.perf_counter() - t0

@@ -8,6 +8,7 @@ atomically to ``resume_path``; a restarted run continues after the last finished
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -22,9 +23,22 @@ from tqdm.auto import tqdm
 from advlab.attacks.universal import UniversalAttack
 from advlab.data.base import DataModule
 from advlab.errors import AdvlabError
-from advlab.utils import atomic_torch_save, frozen
+from advlab.resume import LoopState
+from advlab.utils import frozen
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class UniversalState(LoopState):
+    """The universal-perturbation loop's progress after a finished epoch."""
+
+    perturbation: dict
+    optimizer: dict
+    scheduler: dict | None
+    epoch: int  # epochs done
+    history: list  # per-epoch statistics so far
+    generator: torch.Tensor
 
 
 def fit_universal(
@@ -49,19 +63,16 @@ def fit_universal(
         steps_per_epoch = min(steps_per_epoch, params.max_batches_per_epoch)
     optimizer, scheduler = attack.make_optimizer(steps_per_epoch * params.epochs)
     start_epoch, history = 0, []
-    if resume_path is not None and resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        attack.load_state_dict(state["perturbation"], device)
+    state = UniversalState.load(resume_path)
+    if state is not None:
+        attack.load_state_dict(state.perturbation, device)
         optimizer, scheduler = attack.make_optimizer(steps_per_epoch * params.epochs)
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        logger.info(
-            f"resuming universal perturbation from {resume_path} at epoch {start_epoch}/{params.epochs}"
-        )
+        optimizer.load_state_dict(state.optimizer)
+        if scheduler is not None and state.scheduler is not None:
+            scheduler.load_state_dict(state.scheduler)
+        start_epoch, history = state.epoch, state.history
+        gen.set_state(state.generator)
+        logger.info(f"universal perturbation resumes at epoch {start_epoch}/{params.epochs}")
     with frozen(model):
         for epoch in range(start_epoch, params.epochs):
             loader = data.loader(
@@ -103,18 +114,14 @@ def fit_universal(
                 stats.update(epoch_end(epoch))
             history.append(stats)
             if resume_path is not None:
-                atomic_torch_save(
-                    {
-                        "perturbation": attack.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": None if scheduler is None else scheduler.state_dict(),
-                        "epoch": epoch + 1,
-                        "history": history,
-                        "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                    },
-                    resume_path,
-                )
+                UniversalState(
+                    attack.state_dict(),
+                    optimizer.state_dict(),
+                    None if scheduler is None else scheduler.state_dict(),
+                    epoch + 1,
+                    history,
+                    gen.get_state(),
+                ).save(resume_path)
             if log is not None:
                 log(stats)
             logger.info(

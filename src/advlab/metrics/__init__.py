@@ -1,3 +1,2 @@
-from advlab.metrics.distortion import distortion, image_quality
-
-__all__ = ["distortion", "image_quality"]
+"""Metrics: distortion and image quality (:mod:`.distortion`), corruption errors (:mod:`.corruption`) and the
+accumulator every task's meter builds on (:mod:`.meter`)."""

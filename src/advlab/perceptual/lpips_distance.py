@@ -20,8 +20,6 @@ PPGD attack uses to take steepest-ascent steps of fixed size in the LPIPS metric
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,27 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
+from advlab.perceptual.configs import ALEXNET_FILE, ALEXNET_URL, MODELS, LPIPSConfig, alexnet_weights_path  # noqa: F401
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODELS = ("self", "alexnet", "alexnet_random")
-
-
-@dataclasses.dataclass
-class LPIPSConfig:
-    """Which perceptual distance an attack or defense uses."""
-
-    model: str = "self"  # self | alexnet | alexnet_random (untrained trunk: tests only)
-    layers: list[str] | None = None  # self: module names inside the victim (None = automatic)
-    weights: str | None = None  # alexnet: a state_dict path (None = torchvision's cache under TORCH_HOME)
-
-    def validate(self, key: str) -> None:
-        check(self.model in MODELS, f"{key}.model", f"must be one of {MODELS} (got '{self.model}')")
-        if self.model == "alexnet":
-            alexnet_weights_path(self.weights, key=f"{key}.weights")  # fails early when absent
 
 
 def normalize_flatten(features: list[Tensor]) -> Tensor:
@@ -112,20 +93,6 @@ def capture(model: nn.Module, layers: list[str]) -> Iterator[list[Tensor]]:
     finally:
         for h in handles:
             h.remove()
-
-
-def alexnet_weights_path(weights: str | None, key: str = "lpips.weights") -> Path:
-    if weights:
-        path = Path(os.path.expanduser(weights))
-    else:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
-    if not path.is_file():
-        raise CheckpointError(
-            f"{key}: AlexNet weights '{path}' not found. Download {ALEXNET_URL} into "
-            f"$TORCH_HOME/hub/checkpoints/ (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}) or "
-            f"set {key}=<file>."
-        )
-    return path
 
 
 class AlexNetFeatures(nn.Module):

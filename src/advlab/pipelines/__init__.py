@@ -1,10 +1,20 @@
-from advlab.pipelines import (  # noqa: F401  (registers)
-    asl_par,
-    robustness_suite,
-    semantic_adv,
-    standard,
-    transfer,
-)
-from advlab.pipelines.base import PIPELINES, Pipeline
+"""Pipelines: ``PIPELINES`` knows every name (declared with its config in :mod:`advlab.pipelines.configs`); each
+implementation module is imported when its name is first built, so importing this package is light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from advlab.pipelines.configs import PIPELINES
+
+_HEAVY = {"Pipeline": "advlab.pipelines.base"}  # imported on first access
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HEAVY:
+        return getattr(importlib.import_module(_HEAVY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["PIPELINES", "Pipeline"]

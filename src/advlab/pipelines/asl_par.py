@@ -10,62 +10,47 @@
    resumable), then evaluate the defended model: ``defended/*`` on the attacked test images and
    ``defended_clean/*`` on the clean ones.
 
-Per-attribute results of every phase go to ``attributes.md``.
+Per-attribute results of every phase go to ``attributes.md``, drawn from the meters behind the phase's metrics
+(see :func:`attribute_tables`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
-
-import torch
-from omegaconf import OmegaConf
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
 from advlab.loops.fit import fit
 from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import ASLPARPipelineConfig  # noqa: F401
 from advlab.pipelines.standard import fit_or_load_universal
-from advlab.registry import ComponentConfig
 from advlab.utils import atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class ASLPARPipelineConfig(ComponentConfig):
-    attribute_table: bool = True  # write attributes.md (per-attribute mA of every phase)
-    require_perturbation: bool = False  # transfer runs: attack.perturbation_path must be given
+#: attributes.md section -> the results.json metric prefix of the same phase
+PHASES = {
+    "victim clean": "clean",
+    "victim attacked": "adv",
+    "defended clean": "defended_clean",
+    "defended attacked": "defended",
+}
 
 
-def _with_defense_none(ctx: RunContext):
-    """The run's spec with ``defense: none``: the victim is trained (and cached) without the defense."""
-    from advlab.runner import build_spec  # runner imports the pipelines
-
-    cfg = ctx.cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.defense = {"name": "none"}
-    return build_spec(cfg)
-
-
-@torch.no_grad()
-def attribute_tables(models: dict[str, tuple[torch.nn.Module, Any]], task: Any, data: Any, spec: Any) -> str:
-    """Markdown per-attribute tables: one per (phase, model, perturbation or None)."""
-    meters = {name: task.meter() for name in models}
-    loader = data.loader("test", spec.eval.batch_size, shuffle=False, limit=spec.eval.num_examples)
-    for x, y in loader:
-        x, y = x.to(spec.device), y.to(spec.device)
-        for name, (model, attack) in models.items():
-            inp = x if attack is None else attack.apply(x).clamp(0, 1)
-            task.update_metrics(meters[name], model(inp), y)
+def attribute_tables(meters: dict[str, Any]) -> str:
+    """Markdown per-attribute tables, one per phase (a key of :data:`PHASES`), drawn from the very meters the
+    phase's ``<prefix>/*`` metrics in ``results.json`` were computed from: the ``mA`` line is the metric itself
+    (``repr`` of the same float), so the two reports agree to the last digit."""
     parts = []
     for name, meter in meters.items():
-        parts.append(f"## {name}\n\nmA {meter.compute()['mA']:.4f}\n\n{meter.attribute_table()}")
+        m_a = meter.compute()["mA"]
+        parts.append(f"## {name} (`{PHASES[name]}/*`)\n\nmA {m_a!r}\n\n{meter.attribute_table()}")
     return "\n".join(parts)
 
 
@@ -88,7 +73,7 @@ class ASLPARPipeline(Pipeline):
 
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
         spec = ctx.spec
-        victim_spec = _with_defense_none(ctx)
+        victim_spec = ctx.spec_with(defense={"name": "none"})  # the victim trains without the defense
         parts = ctx.build(victim_spec)
         if not isinstance(parts.attack, UniversalAttack):
             raise ConfigError(f"pipeline=asl_par needs a universal attack (got attack={spec.attack.name})")
@@ -96,12 +81,13 @@ class ASLPARPipeline(Pipeline):
         victim = victim.to(spec.device).eval()
         attack, task, data = parts.attack, parts.task, parts.data
         fit_or_load_universal(ctx, attack, victim, data)
-        metrics, _, _ = evaluate(
+        result = evaluate(
             victim, task, data, attack, spec.eval, spec.device, spec.seed,
-            progress=spec.progress, resume_path=ctx.run_dir / "eval_state.pt",
+            progress=spec.progress, resume_path=ctx.scratch("eval_state.pt"),
         )  # fmt: skip
+        metrics = result.metrics
         ctx.recorder.log(metrics)
-        tables = {"victim clean": (victim, None), "victim attacked": (victim, attack)}
+        tables = {"victim clean": result.meters["clean"], "victim attacked": result.meters["adv"]}
         if spec.defense.name == "asl_par":
             defense = ctx.build().defense
             defense.set_attack(attack)
@@ -111,16 +97,15 @@ class ASLPARPipeline(Pipeline):
             )
             fit(
                 defended, task, data, spec.defense.train_config(), defense, spec.device, spec.seed,
-                resume_path=ctx.run_dir / "defense_state.pt", log=ctx.recorder.log, progress=spec.progress,
+                resume_path=ctx.scratch("defense_state.pt"), log=ctx.recorder.log, progress=spec.progress,
             )  # fmt: skip
             defended.eval()
             atomic_torch_save(defended.defense_state(), ctx.run_dir / "defense.pt")
-            (ctx.run_dir / "defense_state.pt").unlink(missing_ok=True)
-            after, _, _ = evaluate(
+            after_result = evaluate(
                 defended, task, data, attack, spec.eval, spec.device, spec.seed,
-                progress=spec.progress, resume_path=ctx.run_dir / "eval_defended_state.pt",
+                progress=spec.progress, resume_path=ctx.scratch("eval_defended_state.pt"),
             )  # fmt: skip
-            (ctx.run_dir / "eval_defended_state.pt").unlink(missing_ok=True)
+            after = after_result.metrics
             for key, value in after.items():
                 phase, _, name = key.partition("/")
                 if phase == "clean":
@@ -128,8 +113,13 @@ class ASLPARPipeline(Pipeline):
                 elif phase == "adv":
                     metrics[f"defended/{name}"] = value
             ctx.recorder.log({k: v for k, v in metrics.items() if k.startswith("defended")})
-            tables.update({"defended clean": (defended, None), "defended attacked": (defended, attack)})
+            tables.update(
+                {
+                    "defended clean": after_result.meters["clean"],
+                    "defended attacked": after_result.meters["adv"],
+                }
+            )
         if self.params.attribute_table:
-            text = attribute_tables(tables, task, data, spec)
+            text = attribute_tables(tables)
             atomic_write_text(ctx.run_dir / "attributes.md", text)
         return metrics, {"victim": {"name": spec.victim.name, **victim_info}}

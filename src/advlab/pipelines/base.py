@@ -3,25 +3,19 @@
 ``pipeline=standard`` (the default) fits the victim when needed, optimises a universal perturbation when the
 attack is one, and evaluates clean and under the attack. Paper experiments that chain several stages (train
 generators, compare several defenses, evaluate a transfer matrix ...) register their own pipeline here with a
-typed ``Config`` (the ``pipeline`` config group) and receive a :class:`advlab.runner.RunContext`, which
+typed ``Config`` (the ``pipeline`` config group) and receive a :class:`advlab.context.RunContext`, which
 builds components, prepares (trains or loads) victims and records metrics. A pipeline returns its final
 metrics and any extra fields for ``results.json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from advlab.registry import ComponentConfig, Registry
+from advlab.pipelines.configs import PIPELINES, PipelineConfig  # noqa: F401
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
-
-
-@dataclasses.dataclass
-class PipelineConfig(ComponentConfig):
-    pass
+    from advlab.context import RunContext
 
 
 class Pipeline:
@@ -37,6 +31,3 @@ class Pipeline:
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
         """Do the work; return (final metrics, extra results.json fields)."""
         raise NotImplementedError
-
-
-PIPELINES: Registry[Pipeline] = Registry("pipeline", "pipeline")

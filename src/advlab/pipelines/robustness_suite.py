@@ -39,80 +39,16 @@ from advlab.attacks.base import ATTACKS, NoAttack
 from advlab.data.cifar10c import GeneratedCorruptions, NpyCorruptions
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
-from advlab.metrics.corruption import CORRUPTIONS, mce, relative_mce
-from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
-from advlab.registry import check
-from advlab.utils import atomic_torch_save, atomic_write_text
+from advlab.metrics.corruption import mce, relative_mce
+from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import BaselineConfig, CorruptionSuiteConfig, RobustnessSuiteConfig  # noqa: F401
+from advlab.resume import LoopState
+from advlab.utils import atomic_write_text
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class CorruptionSuiteConfig:
-    enabled: bool = True
-    source: str = "generate"  # generate (imagecorruptions, any dataset) | npy (CIFAR-10-C layout under root)
-    root: str | None = None
-    names: list[str] = dataclasses.field(default_factory=lambda: list(CORRUPTIONS))
-    severities: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5])
-    num_examples: int | None = None  # first N test images per corruption/severity (null = all)
-    batch_size: int = 256
-
-
-@dataclasses.dataclass
-class BaselineConfig:
-    model: str | None = None  # a model of this suite, or of the results file below
-    results: str | None = None  # results.json of another robustness_suite run
-    checkpoint: str | None = None  # a victim state_dict (architecture: the run's victim + victim_overrides)
-    victim_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class RobustnessSuiteConfig(PipelineConfig):
-    models: dict[str, Any] = dataclasses.field(default_factory=dict)
-    attacks: dict[str, Any] = dataclasses.field(default_factory=dict)
-    num_examples: int | None = None  # test images attacked per model (null = eval.num_examples)
-    union: list[str] | None = None  # attacks that make up adv/union (null = all of them)
-    corruption: CorruptionSuiteConfig = dataclasses.field(default_factory=CorruptionSuiteConfig)
-    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
-
-    def validate(self, key: str) -> None:
-        check(len(self.models) > 0, f"{key}.models", "list at least one model ({name: overrides})")
-        for name in [*self.models, *self.attacks]:
-            check(
-                "/" not in name and name not in ("union",),
-                f"{key}",
-                f"'{name}' cannot be a model/attack name",
-            )
-        if self.union is not None:
-            unknown_u = sorted(set(self.union) - set(self.attacks))
-            check(
-                not unknown_u, f"{key}.union", f"{unknown_u} not in pipeline.attacks ({list(self.attacks)})"
-            )
-        for name, node in self.attacks.items():
-            parsed = ATTACKS.parse(node, key=f"{key}.attacks.{name}")
-            check(parsed.name != "none", f"{key}.attacks.{name}", "'none' is not an attack")
-        c = self.corruption
-        check(c.source in ("generate", "npy"), f"{key}.corruption.source", "must be generate or npy")
-        unknown = sorted(set(c.names) - set(CORRUPTIONS))
-        check(
-            not unknown, f"{key}.corruption.names", f"unknown {unknown}; available: {', '.join(CORRUPTIONS)}"
-        )
-        check(all(1 <= s <= 5 for s in c.severities) and c.severities, f"{key}.corruption.severities", "1..5")
-        if c.enabled and c.source == "npy":
-            check(c.root is not None, f"{key}.corruption.root", "set the CIFAR-10-C folder for source=npy")
-        b = self.baseline
-        chosen = [n for n, v in (("results", b.results), ("checkpoint", b.checkpoint)) if v]
-        check(len(chosen) <= 1, f"{key}.baseline", "set at most one of results / checkpoint")
-        if not chosen and b.model is not None:
-            check(
-                b.model in self.models, f"{key}.baseline.model", f"'{b.model}' is not in {list(self.models)}"
-            )
-        for name, path in (("results", b.results), ("checkpoint", b.checkpoint)):
-            if path and not Path(os.path.expanduser(path)).is_file():
-                raise ConfigError(f"{key}.baseline.{name}: file '{path}' does not exist")
 
 
 def _plain(node: Any) -> Any:
@@ -120,20 +56,17 @@ def _plain(node: Any) -> Any:
 
 
 def model_spec(ctx: RunContext, overrides: Any):
-    """The spec of one suite model: the run's config with ``overrides`` applied. A component node that
-    carries a ``name`` (``defense: {name: pat, ...}``) replaces the run's node; other values are merged."""
-    from advlab.runner import build_spec
+    """The spec of one suite model: the run's config with ``overrides`` (``{defense: {name: pat, ...}}``) applied
+    by :meth:`RunContext.spec_with`."""
+    return ctx.spec_with(**(_plain(overrides) or {}))
 
-    base = OmegaConf.to_container(ctx.cfg, resolve=False)
-    merged = OmegaConf.create({k: v for k, v in base.items() if k != "hydra"})
-    for key, value in (_plain(overrides) or {}).items():
-        if isinstance(value, dict) and "name" in value:
-            merged[key] = value
-        else:
-            merged = OmegaConf.merge(merged, {key: value})
-    spec = build_spec(merged)
-    spec.device = ctx.spec.device  # under torchrun: this rank's device
-    return spec
+
+@dataclasses.dataclass
+class SuiteState(LoopState):
+    """Every finished (model, attack) and (model, corruptions) result of the suite so far."""
+
+    attacks: dict  # "<model>/<attack>" -> (metrics, per-example correct)
+    corruptions: dict  # "<model>" -> corruption errors
 
 
 @PIPELINES.register("robustness_suite")
@@ -149,14 +82,11 @@ class RobustnessSuite(Pipeline):
 
     # ---- state ---------------------------------------------------------------------------------------
     def _save(self, ctx: RunContext, state: dict) -> None:
-        atomic_torch_save(state, ctx.run_dir / "suite_state.pt")
+        SuiteState(state["attacks"], state["corruptions"]).save(ctx.scratch("suite_state.pt"))
 
     def _load(self, ctx: RunContext) -> dict:
-        path = ctx.run_dir / "suite_state.pt"
-        if path.is_file():
-            logger.info(f"resuming the robustness suite from {path}")
-            return torch.load(path, map_location="cpu", weights_only=False)
-        return {"attacks": {}, "corruptions": {}}
+        saved = SuiteState.load(ctx.scratch("suite_state.pt"))
+        return {"attacks": {}, "corruptions": {}} if saved is None else dataclasses.asdict(saved)
 
     # ---- corruption errors -----------------------------------------------------------------------------
     def _corruption_source(self, ctx: RunContext, spec, data):
@@ -211,8 +141,7 @@ class RobustnessSuite(Pipeline):
             )
             key = f"{mname}/clean"
             if key not in state["attacks"]:
-                pe: dict = {}
-                m, _, _ = evaluate(
+                result = evaluate(
                     model,
                     parts.task,
                     parts.data,
@@ -221,9 +150,8 @@ class RobustnessSuite(Pipeline):
                     mspec.device,
                     mspec.seed,
                     progress=mspec.progress,
-                    per_example=pe,
                 )
-                state["attacks"][key] = (m, pe["clean_correct"])
+                state["attacks"][key] = (result.metrics, result.clean_correct)
                 self._save(ctx, state)
             m, union = state["attacks"][key]
             metrics.update({f"{mname}/{k}": v for k, v in m.items() if k.startswith("clean/")})
@@ -235,8 +163,7 @@ class RobustnessSuite(Pipeline):
                         ATTACKS.parse(_plain(node), key=f"pipeline.attacks.{aname}"), parts.task
                     )
                     logger.info(f"{mname}: attack {aname}")
-                    pe = {}
-                    m, _, _ = evaluate(
+                    result = evaluate(
                         model,
                         parts.task,
                         parts.data,
@@ -245,11 +172,9 @@ class RobustnessSuite(Pipeline):
                         mspec.device,
                         mspec.seed,
                         progress=mspec.progress,
-                        per_example=pe,
-                        resume_path=ctx.run_dir / f"eval_state_{mname}_{aname}.pt",
+                        resume_path=ctx.scratch(f"eval_state_{mname}_{aname}.pt"),
                     )
-                    (ctx.run_dir / f"eval_state_{mname}_{aname}.pt").unlink(missing_ok=True)
-                    state["attacks"][key] = (m, pe["adv_correct"])
+                    state["attacks"][key] = (result.metrics, result.adv_correct)
                     self._save(ctx, state)
                 m, adv_correct = state["attacks"][key]
                 for k, v in m.items():
@@ -291,9 +216,6 @@ class RobustnessSuite(Pipeline):
             }
         self._tables(ctx, metrics, state)
         ctx.recorder.log(metrics)
-        for path in ctx.run_dir.glob("eval_state_*.pt"):
-            path.unlink()
-        (ctx.run_dir / "suite_state.pt").unlink(missing_ok=True)
         return metrics, extra
 
     def _clean_for(self, source, data):

@@ -43,67 +43,17 @@ from advlab.generators.stargan import (
     checkpoint_c_dim,
     load_generator_state,
 )
-from advlab.loops.stargan_fit import GANTrainConfig, fit_stargan
-from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
-from advlab.registry import check
+from advlab.loops.stargan_fit import fit_stargan
+from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import SemanticAdvPipelineConfig, StarGANConfig  # noqa: F401
 from advlab.tasks.verification import Verification, embedding_distance, pair_distances, threshold_at_fpr
-from advlab.utils import atomic_torch_save, atomic_write_text, file_lock, stable_hash
 from advlab.victims.base import VICTIMS, load_state_dict_file
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 logger = logging.getLogger(__name__)
 GENERATOR_CACHE_FORMAT = 1
-
-
-@dataclasses.dataclass
-class StarGANConfig:
-    conv_dim: int = 64
-    repeat_num: int = 6
-    d_conv_dim: int = 64
-    d_repeat_num: int = 6
-    checkpoint: str | None = None  # a published/pre-trained generator state_dict (skips training)
-    #: the attributes the generator was trained with, in order (checked against dataset.attributes); None = the
-    #: dataset's
-    attributes: list[str] | None = None
-
-    def validate(self, key: str) -> None:
-        check(self.conv_dim >= 4 and self.d_conv_dim >= 4, key, "conv_dim and d_conv_dim must be >= 4")
-        check(
-            self.repeat_num >= 1 and self.d_repeat_num >= 1, key, "repeat_num and d_repeat_num must be >= 1"
-        )
-
-
-@dataclasses.dataclass
-class SemanticAdvPipelineConfig(PipelineConfig):
-    generator: StarGANConfig = dataclasses.field(default_factory=StarGANConfig)
-    gan_train: GANTrainConfig = dataclasses.field(default_factory=GANTrainConfig)
-    fprs: list[float] = dataclasses.field(default_factory=lambda: [1e-3, 1e-4])
-    thresholds: list[float] | None = None  # given distance thresholds, one per FPR (else chosen on dev)
-    max_dev_pairs: int = 2_000_000
-    num_pairs: int = 100
-    pair_seed: int = 0
-    batch_size: int = 16  # source images per attack batch (x the number of attributes)
-    grid_examples: int = 6
-    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim config nodes
-
-    def validate(self, key: str) -> None:
-        check(len(self.fprs) >= 1, f"{key}.fprs", "must list at least one FPR")
-        check(all(0 < f < 1 for f in self.fprs), f"{key}.fprs", f"must be in (0, 1) (got {self.fprs})")
-        if self.thresholds is not None:
-            check(
-                len(self.thresholds) == len(self.fprs),
-                f"{key}.thresholds",
-                f"needs one threshold per FPR ({len(self.fprs)}), got {len(self.thresholds)}",
-            )
-            check(all(0 < t <= 2 for t in self.thresholds), f"{key}.thresholds", "must be in (0, 2]")
-        check(self.num_pairs >= 1, f"{key}.num_pairs", "must be >= 1")
-        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
-        check(self.max_dev_pairs >= 1, f"{key}.max_dev_pairs", "must be >= 1")
-        check(self.grid_examples >= 0, f"{key}.grid_examples", "must be >= 0")
-        self.generator.validate(f"{key}.generator")
-        self.gan_train.validate(f"{key}.gan_train")
 
 
 def fpr_tag(fpr: float) -> str:
@@ -152,38 +102,32 @@ def prepare_generator(
         "attributes": attrs,
         "seed": spec.seed,
     }
-    key = stable_hash(key_parts)
-    path = spec.cache_dir / "generators" / f"{spec.dataset.name}-stargan-{key}.pt"
-    with file_lock(path.with_suffix(".lock")):
-        if path.is_file():
-            load_generator_state(net, torch.load(path, map_location="cpu", weights_only=True), str(path))
-            logger.info(f"loaded cached generator {path} (training skipped)")
-            info = {"source": "cache", "path": str(path), "key": key}
-        else:
-            logger.info(f"training StarGAN on {spec.dataset.name} ({len(attrs)} attributes); cache: {path}")
-            t0 = time.perf_counter()
-            h = data.info.image_shape[1]
-            disc = StarGANDiscriminator(h, len(attrs), gcfg.d_conv_dim, gcfg.d_repeat_num)
-            torch.manual_seed(spec.seed)
-            net = build_generator(params, len(attrs))
-            resume = path.with_suffix(".resume.pt")
-            fit_stargan(net, disc, data, params.gan_train, spec.device, spec.seed, resume, ctx.recorder.log)
-            atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, path)
-            atomic_write_text(path.with_suffix(".json"), stable_json(key_parts))
-            resume.unlink(missing_ok=True)
-            info = {
-                "source": "trained",
-                "path": str(path),
-                "key": key,
-                "train_time_s": round(time.perf_counter() - t0, 2),
-            }
+    cache = ctx.cache
+    artifact = cache.artifact("generators", f"{spec.dataset.name}-stargan", key_parts)
+    t0 = time.perf_counter()
+
+    def train(resume_path: Path) -> dict[str, Tensor]:
+        logger.info(
+            f"training StarGAN on {spec.dataset.name} ({len(attrs)} attributes); cache: {artifact.path}"
+        )
+        h = data.info.image_shape[1]
+        disc = StarGANDiscriminator(h, len(attrs), gcfg.d_conv_dim, gcfg.d_repeat_num)
+        torch.manual_seed(spec.seed)
+        trained = build_generator(params, len(attrs))
+        fit_stargan(
+            trained, disc, data, params.gan_train, spec.device, spec.seed, resume_path, ctx.recorder.log
+        )
+        return {k: v.cpu() for k, v in trained.state_dict().items()}
+
+    # the StarGAN loop is single-process: under torchrun rank 0 trains, the other ranks wait and load
+    weights, cached = cache.load_or_build(artifact, train)
+    load_generator_state(net, weights, str(artifact.path))
+    info = {"source": "cache" if cached else "trained", "path": str(artifact.path), "key": artifact.key}
+    if cached:
+        logger.info(f"loaded cached generator {artifact.path} (training skipped)")
+    else:
+        info["train_time_s"] = round(time.perf_counter() - t0, 2)
     return AttributeGenerator(net, feature_layer).to(spec.device).eval(), info
-
-
-def stable_json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)
 
 
 @torch.no_grad()
@@ -294,7 +238,7 @@ class SemanticAdvPipeline(Pipeline):
                 "attack.targeted: pipeline=semantic_adv attacks towards target identities; set true"
             )
         for node_key, vspec in [("victim", spec.victim)] + [
-            (f"pipeline.transfer_victims[{i}]", ctx.sub_spec({"victim": v}).victim)
+            (f"pipeline.transfer_victims[{i}]", ctx.spec_with(victim=v).victim)
             for i, v in enumerate(p.transfer_victims)
         ]:
             if not VICTIMS.get(vspec.name).trainable and not vspec.checkpoint:
@@ -441,7 +385,7 @@ class SemanticAdvPipeline(Pipeline):
         out: dict[str, Any] = {}
         tags = [fpr_tag(f) for f in p.fprs]
         for node in p.transfer_victims:
-            sub = ctx.sub_spec({"victim": node})
+            sub = ctx.spec_with(victim=node)
             other, _ = ctx.prepare_victim(parts, sub)
             other = other.to(spec.device).eval()
             other_thr, _ = choose_thresholds(other, data, p, spec.device, spec.seed)

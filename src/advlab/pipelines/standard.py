@@ -15,7 +15,7 @@ from advlab.pipelines.base import PIPELINES, Pipeline
 from advlab.utils import atomic_torch_save
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
+    from advlab.context import RunContext
 
 
 def fit_or_load_universal(
@@ -34,7 +34,7 @@ def fit_or_load_universal(
         data,
         spec.device,
         spec.seed,
-        resume_path=ctx.run_dir / "universal_state.pt",
+        resume_path=ctx.scratch("universal_state.pt"),
         log=ctx.recorder.log,
         progress=spec.progress,
         epoch_end=attack.epoch_end_hook(model, data, spec.device),
@@ -53,7 +53,7 @@ class StandardPipeline(Pipeline):
         model = parts.defense.wrap(victim).to(spec.device).eval()
         if isinstance(parts.attack, UniversalAttack):
             fit_or_load_universal(ctx, parts.attack, model, parts.data)
-        metrics, examples, targets = evaluate(
+        result = evaluate(
             model,
             parts.task,
             parts.data,
@@ -62,12 +62,12 @@ class StandardPipeline(Pipeline):
             spec.device,
             spec.seed,
             progress=spec.progress,
-            resume_path=ctx.run_dir / "eval_state.pt",  # a killed/requeued run resumes from here
+            resume_path=ctx.scratch("eval_state.pt"),  # a killed/requeued run resumes from here
         )
-        ctx.recorder.log(metrics)
-        if examples.x.shape[0] > 0:
-            grid = parts.task.example_grid(examples, ctx.run_dir / "adv_examples.png")
+        ctx.recorder.log(result.metrics)
+        if result.examples.x.shape[0] > 0:
+            grid = parts.task.example_grid(result.examples, ctx.run_dir / "adv_examples.png")
             ctx.recorder.image("adv_examples", grid, caption="clean / adversarial / perturbation")
-        if targets is not None:
-            torch.save(targets, ctx.run_dir / "targets.pt")
-        return metrics, {"victim": {"name": spec.victim.name, **victim_info}}
+        if result.targets is not None:
+            torch.save(result.targets, ctx.run_dir / "targets.pt")
+        return result.metrics, {"victim": {"name": spec.victim.name, **victim_info}}

@@ -9,45 +9,28 @@ saved it). ``pipeline.targets`` lists victim config names (``conf/victim/<name>.
 target is prepared like the run's own victim (loaded, or trained and cached), evaluated clean once and under
 every patch with the evaluate loop. Metrics: ``transfer/<target>/clean/mIoU`` and
 ``transfer/<source>/<target>/adv/mIoU`` (and the task's other metrics), plus ``transfer_matrix.md``,
-``.csv`` and a heatmap ``transfer_matrix.png`` in the run folder (see :mod:`advlab.transfer_table`, which
+``.csv`` and a heatmap ``transfer_matrix.png`` in the run folder (see :mod:`advlab.reporting.transfer_table`, which
 also merges the rows of several runs).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
-from advlab.pipelines.base import PIPELINES, Pipeline, PipelineConfig
-from advlab.registry import check
+from advlab.pipelines.base import PIPELINES, Pipeline
+from advlab.pipelines.configs import TransferConfig  # noqa: F401
 
 if TYPE_CHECKING:
-    from advlab.runner import RunContext
-
-
-@dataclasses.dataclass
-class TransferConfig(PipelineConfig):
-    targets: list[str] = dataclasses.field(default_factory=list)  # victim config names
-    target_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> victim keys
-    patches: dict[str, str] = dataclasses.field(default_factory=dict)  # source name -> perturbation.pt
-    source: str | None = None  # name of attack.perturbation_path's source when `patches` is empty
-    metric: str = "mIoU"  # the matrix's metric (any of the task's metrics)
-
-    def validate(self, key: str) -> None:
-        check(len(self.targets) >= 1, f"{key}.targets", "list at least one victim (conf/victim/<name>.yaml)")
-        for source, path in self.patches.items():
-            p = Path(os.path.expanduser(str(path)))
-            check(p.is_file(), f"{key}.patches.{source}", f"file '{p}' does not exist")
+    from advlab.context import RunContext
 
 
 def source_name(path: str) -> str:
@@ -65,17 +48,6 @@ def source_name(path: str) -> str:
         if name:
             return str(name)
     return folder.name
-
-
-def victim_node(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    from advlab.app import config_dir
-
-    path = Path(config_dir()) / "victim" / f"{name}.yaml"
-    if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"pipeline.targets: no victim config '{name}'. Available: {', '.join(available)}")
-    node = OmegaConf.merge(OmegaConf.load(path), OmegaConf.create(overrides or {}))
-    return OmegaConf.to_container(node, resolve=True)
 
 
 @PIPELINES.register("transfer")
@@ -98,18 +70,15 @@ class TransferPipeline(Pipeline):
         unknown = sorted(set(overrides) - set(self.params.targets))
         if unknown:
             raise ConfigError(f"pipeline.target_overrides: {unknown} are not in pipeline.targets")
-        return {t: self._spec_with_victim(ctx, victim_node(t, overrides.get(t))) for t in self.params.targets}
-
-    @staticmethod
-    def _spec_with_victim(ctx: RunContext, node: dict[str, Any]) -> Any:
-        """The run's spec with its victim *replaced* by ``node`` (a merge would carry the run victim's
-        ``cfg_options`` etc. into an unrelated architecture)."""
-        from advlab.runner import build_spec
-
-        cfg = copy.deepcopy(ctx.cfg)
-        with open_dict(cfg):
-            cfg.victim = OmegaConf.create(node)
-        return build_spec(cfg)
+        specs = {}
+        for t in self.params.targets:  # each target's victim option, with its overrides, replaces the run's
+            try:
+                node = ctx.group_option("victim", t)
+            except ConfigError as exc:
+                raise ConfigError(f"pipeline.targets: {exc}") from None
+            node = OmegaConf.to_container(OmegaConf.merge(node, overrides.get(t) or {}), resolve=True)
+            specs[t] = ctx.spec_with(victim=node)
+        return specs
 
     def check(self, ctx: RunContext) -> None:
         self.sources(ctx)
@@ -121,7 +90,7 @@ class TransferPipeline(Pipeline):
             )
 
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
-        from advlab.transfer_table import write_matrix
+        from advlab.reporting.transfer_table import write_matrix
 
         sources = self.sources(ctx)
         metrics: dict[str, float] = {}
@@ -138,10 +107,11 @@ class TransferPipeline(Pipeline):
                     parts.data.info, spec.device, torch.Generator().manual_seed(spec.seed)
                 )
                 attack.load(path, spec.device)
-                m, examples, _ = evaluate(
+                result = evaluate(
                     model, parts.task, parts.data, attack, spec.eval, spec.device, spec.seed,
                     progress=spec.progress,
                 )  # fmt: skip
+                m, examples = result.metrics, result.examples
                 row = {f"transfer/{source}/{target}/{k}": v for k, v in m.items() if k.startswith("adv/")}
                 if not clean_done:
                     row.update({f"transfer/{target}/{k}": v for k, v in m.items() if k.startswith("clean/")})

@@ -1,13 +1,21 @@
-from advlab.data.info import DataInfo
-from advlab.metrics.meter import Meter
-from advlab.tasks import (  # noqa: F401  (registers)
-    classification,
-    ecoc,
-    multilabel,
-    par,
-    segmentation,
-    verification,
-)
-from advlab.tasks.base import TASKS, Task
+"""Tasks: ``TASKS`` knows every name (declared with its config in :mod:`advlab.tasks.configs`); each
+implementation module is imported when its name is first built, so importing this package is light."""
 
-__all__ = ["TASKS", "DataInfo", "Meter", "Task"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from advlab.data.info import DataInfo
+from advlab.tasks.configs import TASKS
+
+_HEAVY = {"Meter": "advlab.metrics.meter", "Task": "advlab.tasks.base"}  # imported on first access
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HEAVY:
+        return getattr(importlib.import_module(_HEAVY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DataInfo", "Meter", "TASKS", "Task"]

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from advlab.data.info import DataInfo
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, Registry
+from advlab.registry import ComponentConfig
+from advlab.tasks.configs import TASKS  # noqa: F401
 
 
 class Task:
@@ -104,7 +105,7 @@ class Task:
     def example_grid(self, examples: Any, path: Any) -> Any:
         """Draw the evaluate loop's examples (clean / adversarial) to ``path``; returns the path. Tasks whose
         targets are not class indices (maps, vectors) override this."""
-        from advlab.report import save_example_grid
+        from advlab.reporting.pictures import save_example_grid
 
         return save_example_grid(examples, self.info.class_names, path)
 
@@ -130,6 +131,3 @@ class Task:
         if target is None:
             return self.correct(clean_outputs, y), success
         return torch.ones_like(success), success
-
-
-TASKS: Registry[Task] = Registry("task", "task")

@@ -10,7 +10,6 @@ Targets are class indices (int64), like single-label classification: a random wr
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -20,8 +19,8 @@ from torch import Tensor
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import ECOCConfig  # noqa: F401
 
 
 def hadamard(n: int) -> Tensor:
@@ -88,22 +87,6 @@ def check_class_targets(y: Tensor, target: Tensor, num_classes: int) -> None:
         raise ValueError(
             f"target equals the ground-truth class for samples {idx}: a targeted attack needs a different class"
         )
-
-
-@dataclasses.dataclass
-class ECOCConfig(ComponentConfig):
-    code_length: int = 16  # bits per codeword (a power of two >= the number of classes)
-    decode: str = "logits"  # logits | tanh: the scores correlated with the codewords
-    hinge_margin: float = 1.0
-
-    def validate(self, key: str) -> None:
-        check(
-            self.decode in ("logits", "tanh"),
-            f"{key}.decode",
-            f"must be logits or tanh (got '{self.decode}')",
-        )
-        check(self.hinge_margin > 0, f"{key}.hinge_margin", f"must be > 0 (got {self.hinge_margin})")
-        check(self.code_length >= 2, f"{key}.code_length", f"must be >= 2 (got {self.code_length})")
 
 
 @TASKS.register("ecoc")

@@ -18,8 +18,7 @@ the target changes, w.r.t. the ground truth, that the attack flipped as asked).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,33 +27,8 @@ from torch import Tensor
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
-
-TARGET_MODES = ("flip", "train", "all_zero")
-
-
-@dataclasses.dataclass
-class MultiLabelConfig(ComponentConfig):
-    #: not part of a trained victim's cache key (they only decide how attack targets are drawn)
-    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_mode", "flip_bits")
-    loss: str = "bce"  # bce | asl
-    asl_gamma_neg: float = 4.0  # ASL focusing on negatives
-    asl_gamma_pos: float = 0.0
-    asl_clip: float = 0.05  # ASL probability margin on negatives
-    target_mode: str = "flip"  # flip | train | all_zero
-    flip_bits: int = 3
-
-    def validate(self, key: str) -> None:
-        check(self.loss in ("bce", "asl"), f"{key}.loss", f"must be bce or asl (got '{self.loss}')")
-        check(
-            self.target_mode in TARGET_MODES,
-            f"{key}.target_mode",
-            f"must be one of {TARGET_MODES} (got '{self.target_mode}')",
-        )
-        check(self.flip_bits >= 1, f"{key}.flip_bits", f"must be >= 1 (got {self.flip_bits})")
-        check(self.asl_gamma_neg >= 0 and self.asl_gamma_pos >= 0, key, "ASL gammas must be >= 0")
-        check(0 <= self.asl_clip < 1, f"{key}.asl_clip", f"must be in [0, 1) (got {self.asl_clip})")
+from advlab.tasks.configs import TARGET_MODES, MultiLabelConfig  # noqa: F401
 
 
 def asymmetric_loss(logits: Tensor, y: Tensor, gamma_neg: float, gamma_pos: float, clip: float) -> Tensor:

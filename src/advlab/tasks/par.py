@@ -18,7 +18,8 @@ protocol; eps = 1e-20 as both):
 
 Label perturbation (ASL-PAR's "shifted labels", also the task's attack targets): within each part group of
 two or more attributes the positives move to other indices of the group by a derangement (every index of the
-group goes elsewhere); a group of one attribute is flipped; attributes outside every group stay.
+group goes elsewhere); a group of one attribute is flipped; attributes outside every group stay. Its random
+baseline (:func:`random_group_labels`) keeps each group's positive count and places the positives at random.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from torch import Tensor
 
 from advlab.data.info import DataInfo
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import PARTaskConfig  # noqa: F401
 
 EPS = 1e-20
 
@@ -76,14 +77,19 @@ def random_cycles(batch: int, size: int, generator: torch.Generator) -> Tensor:
     return d
 
 
-def keyed_cycles(keys: Tensor, size: int, seed: int) -> Tensor:
-    """``[B, size]`` cyclic permutations that are a pure function of one float ``key`` per sample and ``seed``
-    (hash-based uniforms, argsorted), so the same image always gets the same derangement without a sample
-    index: ``d[t[i]] = t[(i + 1) % size]`` with ``t`` the key's random permutation."""
+def keyed_uniforms(keys: Tensor, size: int, seed: int) -> Tensor:
+    """``[B, size]`` hash-based uniforms in [0, 1), a pure function of one float ``key`` per sample and
+    ``seed``."""
     j = torch.arange(size, device=keys.device, dtype=torch.float64)
     phase = keys.double()[:, None] * (12.9898 + 78.233 * j) + 0.61803 * (seed + 1) * (j + 1)
-    u = torch.frac(torch.sin(phase) * 43758.5453)
-    t = u.argsort(dim=1)
+    return torch.frac(torch.sin(phase) * 43758.5453)
+
+
+def keyed_cycles(keys: Tensor, size: int, seed: int) -> Tensor:
+    """``[B, size]`` cyclic permutations that are a pure function of one float ``key`` per sample and ``seed``
+    (:func:`keyed_uniforms`, argsorted), so the same image always gets the same derangement without a sample
+    index: ``d[t[i]] = t[(i + 1) % size]`` with ``t`` the key's random permutation."""
+    t = keyed_uniforms(keys, size, seed).argsort(dim=1)
     d = torch.empty_like(t)
     d.scatter_(1, t, t.roll(-1, dims=1))
     return d
@@ -110,17 +116,17 @@ def shift_labels(y: Tensor, groups: list[tuple[int, int]], maps: list[Tensor]) -
     return out
 
 
-@dataclasses.dataclass
-class PARTaskConfig(ComponentConfig):
-    threshold: float = 0.45  # PromptPAR; 0.5 for the Rethinking-of-PAR protocol
-    aux_weight: float = 0.5  # weight of the auxiliary heads' loss (PromptPAR: 0.5 * L_GL)
-    weighted: bool = True  # PromptPAR's weighted BCE (positive rates of the training split)
-    f1: str = "means"  # means: 2PR/(P+R) of the mean P and R (PromptPAR) | instances: mean per-sample F1
-
-    def validate(self, key: str) -> None:
-        check(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1) (got {self.threshold})")
-        check(self.aux_weight >= 0, f"{key}.aux_weight", f"must be >= 0 (got {self.aux_weight})")
-        check(self.f1 in ("means", "instances"), f"{key}.f1", f"must be means or instances (got '{self.f1}')")
+def random_group_labels(y: Tensor, groups: list[tuple[int, int]], uniforms: list[Tensor]) -> Tensor:
+    """The random-label baseline of the label perturbation: within each group, the sample's ``k`` positives are
+    put on ``k`` random attributes of the group (the ``k`` smallest of ``uniforms[g][b]``), so every group keeps
+    its positive count but *where* the positives go is random (they may stay); a group of one attribute keeps
+    its label (its count fixes it); attributes outside the groups are unchanged."""
+    out = y.clone()
+    for (start, end), u in zip(groups, uniforms):
+        count = y[:, start:end].sum(1, keepdim=True)
+        rank = u.to(y.device).argsort(dim=1).argsort(dim=1)  # each attribute's rank in the sample's draw
+        out[:, start:end] = (rank < count).to(y.dtype)
+    return out
 
 
 class PARMeter(Meter):

@@ -14,7 +14,6 @@ pixels takes the target class.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -22,23 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
-
-IGNORE = 255
-
-
-@dataclasses.dataclass
-class SegmentationConfig(ComponentConfig):
-    ignore_index: int = IGNORE
-    success_pixel_acc: float = 0.5  # per-sample correctness / attack-success threshold (see module doc)
-
-    def validate(self, key: str) -> None:
-        check(
-            0.0 < self.success_pixel_acc <= 1.0,
-            f"{key}.success_pixel_acc",
-            f"must be in (0, 1] (got {self.success_pixel_acc})",
-        )
+from advlab.tasks.configs import IGNORE, SegmentationConfig  # noqa: F401
 
 
 class SegmentationMeter(Meter):
@@ -181,6 +165,6 @@ class Segmentation(Task):
             meter.add("pixel_acc", self.pixel_acc(outputs, y))
 
     def example_grid(self, examples, path):
-        from advlab.report_segmentation import save_segmentation_grid
+        from advlab.reporting.segmentation_pictures import save_segmentation_grid
 
         return save_segmentation_grid(examples, self.info.class_names, path, self.ignore_index)

@@ -16,8 +16,6 @@ Module functions: :func:`embedding_distance`, :func:`threshold_at_fpr`, :func:`p
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,8 +23,8 @@ from torch import Tensor
 from advlab.data.info import DataInfo
 from advlab.errors import AdvlabError
 from advlab.metrics.meter import Meter
-from advlab.registry import ComponentConfig, check
 from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import VerificationConfig  # noqa: F401
 
 
 def embedding_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -80,18 +78,6 @@ def verification_rates(genuine: Tensor, impostor: Tensor, threshold: float) -> d
         "tar": float((genuine < threshold).float().mean()) if genuine.numel() else float("nan"),
         "far": float((impostor < threshold).float().mean()),
     }
-
-
-@dataclasses.dataclass
-class VerificationConfig(ComponentConfig):
-    embedding_dim: int = 64
-    temperature: float = 0.1  # supervised-contrastive training temperature
-    threshold: float = 1.0  # distance threshold in use (the pipeline sets it from an FPR)
-
-    def validate(self, key: str) -> None:
-        check(self.embedding_dim >= 2, f"{key}.embedding_dim", f"must be >= 2 (got {self.embedding_dim})")
-        check(self.temperature > 0, f"{key}.temperature", f"must be > 0 (got {self.temperature})")
-        check(0 < self.threshold <= 2, f"{key}.threshold", f"must be in (0, 2] (got {self.threshold})")
 
 
 @TASKS.register("verification")

@@ -5,7 +5,6 @@ builder that returns the bare network for a given input shape and output size.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,12 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
-from advlab.registry import ComponentConfig, Registry
-
-
-@dataclasses.dataclass
-class VictimConfig(ComponentConfig):
-    checkpoint: str | None = None  # a state_dict file; loaded with weights_only=True
+from advlab.victims.configs import VICTIMS, VictimConfig  # noqa: F401
 
 
 class Victim(nn.Module):
-    """``forward(x in [0,1]) = net((x - mean) / std)``."""
+    """``forward(x in [0,1], **kw) = net((x - mean) / std, **kw)`` (keyword arguments go to the network, e.g. a
+    defense's text prompts for PromptPAR)."""
 
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -32,8 +27,8 @@ class Victim(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - self.mean) / self.std)
+    def forward(self, x: Tensor, **net_kwargs: Any) -> Tensor:
+        return self.net((x - self.mean) / self.std, **net_kwargs)
 
 
 class VictimBuilder:
@@ -56,9 +51,6 @@ class VictimBuilder:
     def load_checkpoint(self, path: str) -> dict[str, Tensor]:
         """The state_dict in ``victim.checkpoint`` (architectures with their own file format override this)."""
         return load_state_dict_file(path)
-
-
-VICTIMS: Registry[VictimBuilder] = Registry("victim", "victim")
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -107,3 +99,80 @@ def load_victim_weights(victim: Victim, state: dict[str, Tensor], source: str) -
             "and the dataset's number of classes / channels."
         )
     victim.load_state_dict(state)
+
+
+class _Ignored:
+    """Stand-in for a pickled non-tensor object (e.g. OpenPAR's ``result`` metrics EasyDict): nothing of it
+    runs, nothing of it is kept."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def _tensor_only_pickle() -> Any:
+    """A ``pickle_module`` for :func:`torch.load` that resolves only torch's tensor/storage rebuilders,
+    ``collections.OrderedDict`` and numpy arrays; every other class becomes :class:`_Ignored` (no code runs)."""
+    import pickle
+    import types
+
+    allowed = {
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch._utils", "_rebuild_parameter_with_state"),
+        ("torch._tensor", "_rebuild_from_type_v2"),
+        ("torch", "Size"),
+        ("torch", "device"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in allowed or (module == "torch" and name.endswith(("Storage", "dtype"))):
+                return super().find_class(module, name)
+            if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype | torch.layout):
+                return getattr(torch, name)
+            return _Ignored
+
+    return types.SimpleNamespace(Unpickler=Unpickler, load=pickle.load, __name__="tensor_only_pickle")
+
+
+def read_checkpoint(path: str | os.PathLike, key: str) -> dict[str, Any]:
+    """The dict in a checkpoint file, read without running pickled code: a TorchScript archive (OpenAI's CLIP
+    ``ViT-L-14.pt``) by ``torch.jit.load`` -> its state_dict; a plain file weights-only, or, when it also pickles
+    non-tensor objects (OpenPAR's ``result``), with an unpickler that keeps only tensors (see
+    :func:`_tensor_only_pickle`)."""
+    import zipfile
+
+    path = Path(os.path.expanduser(str(path)))
+    if not path.is_file():
+        raise CheckpointError(f"{key}: file '{path}' does not exist")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(n.endswith("constants.pkl") for n in archive.namelist()):
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        try:
+            obj = torch.load(
+                path, map_location="cpu", weights_only=False, pickle_module=_tensor_only_pickle()
+            )
+        except Exception as exc:
+            raise CheckpointError(
+                f"{key}: cannot read '{path}' ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{key}: '{path}' does not hold a dict of weights (got {type(obj).__name__})")
+    return obj

@@ -10,7 +10,6 @@ victim, whatever the dataset's statistics, since the encoder was trained that wa
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -19,26 +18,14 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.configs import CLIPMLPConfig  # noqa: F401
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SOURCE = (
     "https://github.com/mlfoundations/open_clip (pretrained checkpoints on the Hugging Face Hub / OpenAI)"
 )
-
-
-@dataclasses.dataclass
-class CLIPMLPConfig(VictimConfig):
-    model: str = "ViT-B-32"
-    model_config: str | None = None  # a JSON open_clip model config file registered before building
-    pretrained: str | None = None  # local checkpoint file for the encoder
-    hidden: int = 512
-    freeze_encoder: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.hidden >= 1, f"{key}.hidden", f"must be >= 1 (got {self.hidden})")
 
 
 class CLIPMLP(nn.Module):

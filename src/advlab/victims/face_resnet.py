@@ -10,24 +10,12 @@ on images in [0, 1].
 
 from __future__ import annotations
 
-import dataclasses
-
 import torchvision
 from torch import nn
 
 from advlab.data.info import DataInfo
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
-
-
-@dataclasses.dataclass
-class FaceResNetConfig(VictimConfig):
-    mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
-
-    def validate(self, key: str) -> None:
-        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
-        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.configs import FaceResNetConfig  # noqa: F401
 
 
 class _FaceResNet(VictimBuilder):

@@ -5,7 +5,11 @@ The wrapper owns mmseg's input conventions, so everything outside it sees float 
 the config's ``data_preprocessor`` mean/std (0-255 scale) become the wrapper's normalisation, and a model that
 expects BGR input (``bgr_to_rgb=False``) gets its channels flipped inside. The output is the main decode
 head's logits resized (bilinear, the head's ``align_corners``) to the input resolution; PIDNet's training-time
-(P, I, D) outputs are reduced to the main (I) branch.
+(P, I, D) outputs are reduced to the main (I) branch. In eval mode (attacks, evaluation) the config's
+``model.test_cfg`` decides how an image is run, as mmseg's ``predict`` does: ``whole``, or ``slide`` with its
+``crop_size`` / ``stride`` (SegFormer's Cityscapes configs: 1024x1024 windows every 768 pixels, logits averaged
+where windows overlap; ``victims/inference.py``), differentiable so attacks see the model as it is evaluated.
+In training mode (the fit loop) the whole input goes through, as in mmseg's ``loss``.
 
 ``SyncBN`` becomes ``victim.norm`` (``BN``) for single-device runs; ``Pretrained`` init entries (downloads)
 are dropped. Checkpoints (the mmseg model-zoo ``.pth`` files) are read from local paths with
@@ -16,7 +20,6 @@ in their ``meta``; anything else needs the explicit opt-in ``victim.trusted_chec
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import warnings
@@ -30,26 +33,12 @@ from torch import Tensor, nn
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig, load_state_dict_file
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file
+from advlab.victims.configs import MMSEG_MODELS, MMSegConfig  # noqa: F401
+from advlab.victims.inference import InferenceMode, slide_inference
 
 logger = logging.getLogger(__name__)
 
-#: victim name -> shipped config (relative to mmseg/.mim/configs); the matching Cityscapes checkpoint is the
-#: config's ``Weights`` entry in the same folder's ``metafile.yaml`` (see :func:`zoo_weights`)
-MMSEG_MODELS: dict[str, str] = {
-    "pidnet_s": "pidnet/pidnet-s_2xb6-120k_1024x1024-cityscapes.py",
-    "pidnet_m": "pidnet/pidnet-m_2xb6-120k_1024x1024-cityscapes.py",
-    "pidnet_l": "pidnet/pidnet-l_2xb6-120k_1024x1024-cityscapes.py",
-    "bisenetv1": "bisenetv1/bisenetv1_r18-d32-in1k-pre_4xb4-160k_cityscapes-1024x1024.py",
-    "bisenetv2": "bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py",
-    "icnet": "icnet/icnet_r18-d8-in1k-pre_4xb2-160k_cityscapes-832x832.py",
-    **{
-        f"segformer_b{i}": f"segformer/segformer_mit-b{i}_8xb1-160k_cityscapes-1024x1024.py" for i in range(6)
-    },
-    "ddrnet": "ddrnet/ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024.py",
-    "stdc1": "stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py",
-    "stdc2": "stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py",
-}
 
 ZOO = "https://github.com/open-mmlab/mmsegmentation/tree/main/configs (model zoo tables, 'model' links)"
 
@@ -131,20 +120,6 @@ def load_mmseg_config(config: str, cfg_options: dict[str, Any] | None = None):
     return cfg
 
 
-@dataclasses.dataclass
-class MMSegConfig(VictimConfig):
-    config: str = "???"  # a config shipped in mmseg/.mim/configs (relative) or a config file path
-    cfg_options: dict[str, Any] = dataclasses.field(
-        default_factory=dict
-    )  # dotted keys, as mmseg's --cfg-options
-    norm: str = "BN"  # replaces SyncBN (single-device runs)
-    trusted_checkpoint: bool = False  # opt-in: load a full pickle (only for files you trust)
-    init_weights: bool = True  # mmseg's own initialisation (without pretrained downloads) before training
-
-    def validate(self, key: str) -> None:
-        check(self.norm in ("BN", "SyncBN", "GN", "LN"), f"{key}.norm", f"unknown norm '{self.norm}'")
-
-
 class MMSegVictim(Victim):
     """``forward(x RGB in [0,1]) -> logits [B, K, H, W]`` at the input resolution."""
 
@@ -155,23 +130,34 @@ class MMSegVictim(Victim):
         std: tuple[float, ...],
         bgr_input: bool,
         main_output: int,
+        inference: InferenceMode | None = None,
+        window_batch: int | None = None,
     ):
         super().__init__(net, mean, std)
         self.bgr_input = bgr_input
         self.main_output = main_output
+        self.inference = inference or InferenceMode()
+        self.window_batch = window_batch
+
+    def logits(self, z: Tensor) -> Tensor:
+        """The main decode head's logits of normalised inputs ``z``, at ``z``'s resolution (``encode_decode``)."""
+        out = self.net.decode_head(self.net.extract_feat(z))
+        if isinstance(out, (tuple, list)):
+            out = out[self.main_output]
+        if out.shape[-2:] != z.shape[-2:]:
+            out = F.interpolate(
+                out, size=z.shape[-2:], mode="bilinear", align_corners=self.net.decode_head.align_corners
+            )
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bgr_input:
             x = x.flip(1)
         z = (x - self.mean) / self.std
-        out = self.net.decode_head(self.net.extract_feat(z))
-        if isinstance(out, (tuple, list)):
-            out = out[self.main_output]
-        if out.shape[-2:] != x.shape[-2:]:
-            out = F.interpolate(
-                out, size=x.shape[-2:], mode="bilinear", align_corners=self.net.decode_head.align_corners
-            )
-        return out
+        mode = self.inference
+        if mode.mode == "slide" and not self.training:
+            return slide_inference(self.logits, z, mode.crop, mode.stride, self.window_batch)
+        return self.logits(z)
 
 
 class _InertMeta:
@@ -294,6 +280,7 @@ class MMSegBuilder(VictimBuilder):
         check(c == 3, "victim", f"{self.params.name} needs 3-channel RGB images (dataset has {c} channels)")
         model = self.model_config(num_outputs)
         self._preproc = model.pop("data_preprocessor", None) or {}
+        self._inference = InferenceMode.from_mmseg(model.get("test_cfg"), "victim.cfg_options")
         model["data_preprocessor"] = None
         net = MODELS.build(model)
         if self.params.init_weights and not self.params.checkpoint:
@@ -306,7 +293,15 @@ class MMSegBuilder(VictimBuilder):
         mean = [m / 255.0 for m in pre.get("mean", [123.675, 116.28, 103.53])]
         std = [s / 255.0 for s in pre.get("std", [58.395, 57.12, 57.375])]
         bgr_input = not pre.get("bgr_to_rgb", False)
-        return MMSegVictim(net, tuple(mean), tuple(std), bgr_input, self.main_output)
+        return MMSegVictim(
+            net,
+            tuple(mean),
+            tuple(std),
+            bgr_input,
+            self.main_output,
+            self._inference,
+            self.params.window_batch,
+        )
 
     def load_checkpoint(self, path: str) -> dict[str, Tensor]:
         return load_mmseg_checkpoint(path, self.params.trusted_checkpoint, zoo_weights(self.params.config))
@@ -316,17 +311,13 @@ class PIDNetBuilder(MMSegBuilder):
     main_output = 1  # (P, I, D) in training mode; I is the segmentation output
 
 
-def _register(name: str, config: str, base: type[MMSegBuilder]) -> type[MMSegBuilder]:
-    cfg_cls = dataclasses.make_dataclass(
-        f"{name.title().replace('_', '')}Config",
-        [("config", str, dataclasses.field(default=config))],
-        bases=(MMSegConfig,),
-    )
-    cls = type(f"{name.title().replace('_', '')}Victim", (base,), {"Config": cfg_cls})
+def _register(name: str, base: type[MMSegBuilder]) -> type[MMSegBuilder]:
+    config = VICTIMS.config(name)  # declared in victims/configs.py, with the model's config file as default
+    cls = type(f"{name.title().replace('_', '')}Victim", (base,), {"Config": config})
     return VICTIMS.register(name)(cls)
 
 
-for _name, _config in MMSEG_MODELS.items():
-    _register(_name, _config, PIDNetBuilder if _name.startswith("pidnet") else MMSegBuilder)
+for _name in MMSEG_MODELS:
+    _register(_name, PIDNetBuilder if _name.startswith("pidnet") else MMSegBuilder)
 
 __all__ = ["MMSEG_MODELS", "MMSegBuilder", "MMSegVictim", "load_mmseg_checkpoint", "load_state_dict_file"]

@@ -5,33 +5,12 @@ the PAR task's weighted BCE by the fit loop; the cross-model target of ASL-PAR's
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from pathlib import Path
-
 import torchvision
 from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
-from advlab.errors import CheckpointError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig, load_state_dict_file
-
-
-@dataclasses.dataclass
-class PARResNetConfig(VictimConfig):
-    depth: int = 50  # 18 | 34 | 50 | 101
-    pretrained: str | None = None  # torchvision ImageNet weights file (e.g. resnet50-11ad3fa6.pth)
-
-    def validate(self, key: str) -> None:
-        check(
-            self.depth in (18, 34, 50, 101), f"{key}.depth", f"must be 18, 34, 50 or 101 (got {self.depth})"
-        )
-        if self.pretrained and not Path(os.path.expanduser(self.pretrained)).is_file():
-            raise CheckpointError(
-                f"{key}.pretrained: '{self.pretrained}' does not exist (torchvision ImageNet weights, "
-                "https://download.pytorch.org/models/)"
-            )
+from advlab.victims.base import VICTIMS, VictimBuilder, load_state_dict_file
+from advlab.victims.configs import PARResNetConfig  # noqa: F401
 
 
 class PARResNet(nn.Module):

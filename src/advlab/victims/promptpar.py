@@ -21,6 +21,12 @@ Outputs ``[B, 2, A]``: classification logits and the aggregator's scores, traine
 tokens, aggregator, embeddings, fusion block, heads and norms train); a CLIP without pretrained weights (the
 tiny embedded config) must train, so ``freeze_clip: auto`` freezes exactly when ``pretrained`` is given.
 
+**Weights.** ``pretrained``: OpenAI / open_clip CLIP weights from a local file (OpenAI's TorchScript
+``ViT-L-14.pt``, its state_dict, or an open_clip checkpoint), every key consumed and every shape checked.
+``checkpoint``: advlab's own state_dict, or a released OpenPAR PromptPAR checkpoint (``model_state_dict`` for the
+fusion model, ``ViT_model``/``clip_model`` for CLIP with its prompts), mapped by :func:`openpar_state_dict`;
+with it ``openpar_tokens: true`` reproduces OpenPAR's token use (see the config field).
+
 ``text_prompts`` (the ASL-PAR defense) are learnable vectors added to the token embeddings right after the
 start token of every attribute sentence, zero at the start: they sit before the end-of-text token that CLIP
 pools, inside its causal attention, so they receive gradient (the official defense's prompts do not).
@@ -28,7 +34,6 @@ pools, inside its causal attention, so they receive gradient (the official defen
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -39,52 +44,10 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_state_dict_file, read_checkpoint
+from advlab.victims.configs import OPENAI_CLIP, TINY_MODEL, PromptPARConfig  # noqa: F401
 
 CONFIG_DIR = Path(__file__).parent / "open_clip_configs"
-TINY_MODEL = "advlab-tiny-clip"
-OPENAI_CLIP = "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt"
-
-
-@dataclasses.dataclass
-class PromptPARConfig(VictimConfig):
-    model_name: str = "ViT-L-14"  # an open_clip model config name (advlab-tiny-clip: the embedded tiny CLIP)
-    pretrained: str | None = None  # local open_clip / OpenAI checkpoint file for the CLIP weights
-    force_quick_gelu: bool = True  # OpenAI CLIP weights use QuickGELU
-    freeze_clip: str = "auto"  # auto (frozen iff pretrained is given) | true | false
-    prompts_per_group: int = 10
-    num_parts: int = 4
-    part_mask: bool = True
-    text_prompts: int = 0  # learnable text prompt vectors (the ASL-PAR defense adds them)
-    prompt_lr_scale: float = 0.5  # prompts' lr relative to train.lr (paper: 4e-3 vs 8e-3)
-    clip_lr_scale: float = 1.0  # CLIP's lr relative to train.lr when it is not frozen
-
-    def validate(self, key: str) -> None:
-        check(str(self.freeze_clip).lower() in ("auto", "true", "false"), f"{key}.freeze_clip",
-              f"must be auto, true or false (got {self.freeze_clip!r})")  # fmt: skip
-        check(self.prompts_per_group >= 0, f"{key}.prompts_per_group", "must be >= 0")
-        check(self.num_parts >= 1, f"{key}.num_parts", f"must be >= 1 (got {self.num_parts})")
-        check(self.text_prompts >= 0, f"{key}.text_prompts", "must be >= 0")
-        if not self.pretrained and self.model_name != TINY_MODEL and str(self.freeze_clip).lower() != "false":
-            raise ConfigError(
-                f"{key}.pretrained: PromptPAR on {self.model_name} needs CLIP weights: download OpenAI's ViT-L/14 "
-                f"({OPENAI_CLIP}) and set {key}.pretrained=<file> (or {key}.freeze_clip=false to train CLIP "
-                "from scratch)"
-            )
-        if self.pretrained:
-            path = Path(os.path.expanduser(self.pretrained))
-            if not path.is_file():
-                raise CheckpointError(
-                    f"{key}.pretrained: CLIP checkpoint '{path}' does not exist. PromptPAR uses OpenAI's "
-                    f"ViT-L/14 ({OPENAI_CLIP}, or open_clip's 'ViT-L-14' 'openai' weights); download it and "
-                    f"set {key}.pretrained=<file>."
-                )
-
-    @property
-    def frozen_clip(self) -> bool:
-        mode = str(self.freeze_clip).lower()
-        return bool(self.pretrained) if mode == "auto" else mode == "true"
 
 
 def part_stripes(grid: int, num_parts: int) -> list[tuple[int, int]]:
@@ -112,9 +75,152 @@ def load_clip(params: PromptPARConfig) -> nn.Module:
             f"victim.model_name: '{params.model_name}' is not an open_clip model config "
             f"(e.g. ViT-L-14, ViT-B-16, {TINY_MODEL})"
         )
-    pretrained = os.path.expanduser(params.pretrained) if params.pretrained else None
     quick = params.force_quick_gelu and params.model_name != TINY_MODEL
-    return open_clip.create_model(params.model_name, pretrained=pretrained, force_quick_gelu=quick)
+    clip = open_clip.create_model(params.model_name, pretrained=None, force_quick_gelu=quick)
+    if params.pretrained:
+        path = os.path.expanduser(params.pretrained)
+        load_clip_weights(clip, clip_state_dict(read_checkpoint(path, "victim.pretrained")), path)
+    return clip
+
+
+# ---- checkpoint files --------------------------------------------------------------------------------------
+#: integers OpenAI stores beside the weights in its CLIP archives (the model's shape, not weights)
+OPENAI_METADATA = ("input_resolution", "context_length", "vocab_size")
+
+
+def clip_state_dict(obj: dict[str, Any]) -> dict[str, Tensor]:
+    """OpenAI / open_clip CLIP weights as open_clip names them (the same names as OpenAI's): a ``state_dict``
+    wrapper and a DataParallel ``module.`` prefix removed, OpenAI's shape integers dropped (they are not weights;
+    the model config gives the shape), half precision widened to float32."""
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    state = {
+        k.removeprefix("module."): v
+        for k, v in obj.items()
+        if k.removeprefix("module.") not in OPENAI_METADATA
+    }
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
+
+
+def check_state_fits(model: nn.Module, state: dict[str, Tensor], source: str, key: str) -> None:
+    """Every key of ``state`` is one of ``model``'s with its shape, and every one of ``model``'s is given."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own
+             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]  # fmt: skip
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shape:
+            parts.append(f"shape mismatch {shape[:3]}")
+        raise CheckpointError(f"{key}: '{source}' does not fit this model ({'; '.join(parts)})")
+
+
+def load_clip_weights(clip: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """Load CLIP weights (OpenAI / open_clip names), every key consumed and every shape checked."""
+    if "logit_scale" in state and state["logit_scale"].dim() != clip.logit_scale.dim():
+        state = {**state, "logit_scale": state["logit_scale"].reshape(clip.logit_scale.shape)}
+    check_state_fits(clip, state, source, "victim.pretrained")
+    clip.load_state_dict(state)
+
+
+#: OpenPAR PromptPAR checkpoint (``train.py``: ``{'epoch', 'optimizer', 'model_state_dict', 'clip_model',
+#: 'result'}``; ``test_example.py`` reads the CLIP part as ``'ViT_model'``): the fusion model's names -> ours
+OPENPAR_FUSION = {
+    "word_embed.weight": "text_embed.weight",
+    "word_embed.bias": "text_embed.bias",
+    "visual_embed.weight": "image_embed.weight",
+    "visual_embed.bias": "image_embed.bias",
+    "norm.weight": "fusion_norm.weight",
+    "norm.bias": "fusion_norm.bias",
+    "blocks.0.norm1.weight": "fusion.norm1.weight",
+    "blocks.0.norm1.bias": "fusion.norm1.bias",
+    "blocks.0.attn.qkv.weight": "fusion.self_attn.in_proj_weight",  # rows q, k, v as nn.MultiheadAttention
+    "blocks.0.attn.qkv.bias": "fusion.self_attn.in_proj_bias",
+    "blocks.0.attn.proj.weight": "fusion.self_attn.out_proj.weight",
+    "blocks.0.attn.proj.bias": "fusion.self_attn.out_proj.bias",
+    "blocks.0.norm2.weight": "fusion.norm2.weight",
+    "blocks.0.norm2.bias": "fusion.norm2.bias",
+    "blocks.0.mlp.fc1.weight": "fusion.linear1.weight",
+    "blocks.0.mlp.fc1.bias": "fusion.linear1.bias",
+    "blocks.0.mlp.fc2.weight": "fusion.linear2.weight",
+    "blocks.0.mlp.fc2.bias": "fusion.linear2.bias",
+}
+#: OpenPAR's trainable additions inside its CLIP: names -> ours (``prompt_deep``/``softmax_model`` converted)
+OPENPAR_CLIP_EXTRAS = {
+    "visual.part_class_embedding": "part_tokens",
+    **{
+        f"agg_bn.{n}": f"agg_bn.{n}"
+        for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    },
+}
+#: keys consumed but not loaded, with the reason
+OPENPAR_IGNORED = {
+    "transformer.prompt_text_deep": "OpenPAR's deep text prompts are appended after the 77 sentence tokens, behind "
+    "CLIP's causal mask, so the pooled end-of-text feature never sees them: they do not change any output",
+}
+#: top-level entries of the file that are not weights
+OPENPAR_NON_WEIGHTS = ("epoch", "optimizer", "result", "metric")
+
+
+def is_openpar_checkpoint(obj: dict[str, Any]) -> bool:
+    return "model_state_dict" in obj and ("ViT_model" in obj or "clip_model" in obj)
+
+
+def openpar_state_dict(obj: dict[str, Any], source: str) -> dict[str, Tensor]:
+    """An OpenPAR PromptPAR checkpoint as the bare :class:`PromptPARNet` state_dict. Every published key is
+    mapped or listed in :data:`OPENPAR_IGNORED` (with the reason); any other key is an error."""
+    unknown = sorted(set(obj) - {"model_state_dict", "ViT_model", "clip_model", *OPENPAR_NON_WEIGHTS})
+    if unknown:
+        raise CheckpointError(
+            f"victim.checkpoint: '{source}' has entries {unknown} that OpenPAR's files do not"
+        )
+    fusion = {k.removeprefix("module."): v for k, v in obj["model_state_dict"].items()}
+    clip_part = clip_state_dict(obj["ViT_model"] if "ViT_model" in obj else obj["clip_model"])
+    out: dict[str, Tensor] = {}
+    leftover = []
+    for k, v in fusion.items():
+        head = k.split(".")
+        if k in OPENPAR_FUSION:
+            out[OPENPAR_FUSION[k]] = v.float()
+        elif head[0] == "weight_layer" and len(head) == 3:
+            continue  # stacked below
+        elif head[0] == "bn" and len(head) == 2:
+            out[f"head_bn.{head[1]}"] = v
+        else:
+            leftover.append(k)
+    heads = sorted({int(k.split(".")[1]) for k in fusion if k.startswith("weight_layer.")})
+    if heads:
+        if heads != list(range(len(heads))):
+            raise CheckpointError(
+                f"victim.checkpoint: '{source}': weight_layer indices {heads} are not 0..A-1"
+            )
+        out["head_weight"] = torch.cat([fusion[f"weight_layer.{i}.weight"].float() for i in heads])  # [A, D]
+        out["head_bias"] = torch.cat([fusion[f"weight_layer.{i}.bias"].float() for i in heads])  # [A]
+    for k, v in clip_part.items():
+        if k in OPENPAR_IGNORED:
+            continue
+        if (
+            k == "visual.transformer.prompt_deep"
+        ):  # [vis_depth, prompts, 1, width] -> [layers, prompts, width]
+            out["prompts"] = v[:, :, 0]
+        elif k == "softmax_model.temperature":  # softmax(s / T): our parameter is log T
+            if float(v) <= 0:
+                raise CheckpointError(f"victim.checkpoint: '{source}': softmax temperature {float(v)} <= 0")
+            out["agg_log_temperature"] = v.reshape(()).log()
+        elif k in OPENPAR_CLIP_EXTRAS:
+            out[OPENPAR_CLIP_EXTRAS[k]] = v
+        else:
+            out[f"clip.{k}"] = v
+    if leftover:
+        raise CheckpointError(f"victim.checkpoint: '{source}': unknown fusion-model keys {leftover[:5]}")
+    if "token_embedding.weight" in clip_part:  # OpenPAR's own text prompts are void (above): ours are empty
+        out["text_ctx"] = torch.zeros(0, clip_part["token_embedding.weight"].shape[1])
+    return out
 
 
 class PromptPARNet(nn.Module):
@@ -142,9 +248,10 @@ class PromptPARNet(nn.Module):
         self.text_embed = nn.Linear(dim, dim)
         self.image_embed = nn.Linear(dim, dim)
         self.fusion = nn.TransformerEncoderLayer(
-            dim, max(1, dim // 64), 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.fusion_norm = nn.LayerNorm(dim)
+            dim, max(1, dim // 64), 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True,
+            layer_norm_eps=1e-6,
+        )  # fmt: skip
+        self.fusion_norm = nn.LayerNorm(dim, eps=1e-6)  # a ViT-B/16 block and norm (timm: eps 1e-6)
         self.head_weight = nn.Parameter(torch.randn(a, dim) * dim**-0.5)
         self.head_bias = nn.Parameter(torch.zeros(a))
         self.head_bn = nn.BatchNorm1d(a)
@@ -175,27 +282,30 @@ class PromptPARNet(nn.Module):
             keys = group.clone()
             keys[self.prefix :] = (patch_rows >= lo) & (patch_rows < hi)
             allowed[group] = keys
-            allowed[~group & torch.arange(s).ge(self.prefix), start : start + p + 1] = False  # patches
+            if not self.params.openpar_tokens:  # OpenPAR lets the patches attend to the part groups
+                allowed[~group & torch.arange(s).ge(self.prefix), start : start + p + 1] = False
         mask = torch.zeros(s, s)
         mask[~allowed] = float("-inf")
         return mask
 
     # ---- text ----------------------------------------------------------------------------------------
-    def _text_params(self) -> list[Tensor]:
+    def _text_params(self, text_ctx: Tensor) -> list[Tensor]:
         c = self.clip
         mods = [c.token_embedding, c.transformer, c.ln_final]
         ps = [p for m in mods for p in m.parameters()] + [c.positional_embedding]
-        if self.text_ctx.numel():
-            ps.append(self.text_ctx)
+        if text_ctx.numel():
+            ps.append(text_ctx)
         if isinstance(c.text_projection, nn.Parameter):
             ps.append(c.text_projection)
         elif c.text_projection is not None:
             ps += list(c.text_projection.parameters())
         return ps
 
-    def encode_text(self) -> Tensor:
-        """Attribute sentence features ``[A, D]`` (cached while no text parameter trains or changes)."""
-        params = self._text_params()
+    def encode_text(self, text_ctx: Tensor | None = None) -> Tensor:
+        """Attribute sentence features ``[A, D]`` with the text prompts ``text_ctx`` (default: the victim's own
+        ``self.text_ctx``), cached while no text parameter trains or changes."""
+        text_ctx = self.text_ctx if text_ctx is None else text_ctx
+        params = self._text_params(text_ctx)
         if not any(p.requires_grad for p in params):
             key = (
                 self.text_tokens.device,
@@ -204,19 +314,19 @@ class PromptPARNet(nn.Module):
             )
             if self._text_cache is None or self._text_cache[0] != key:
                 with torch.no_grad():
-                    self._text_cache = (key, self._encode_text())
+                    self._text_cache = (key, self._encode_text(text_ctx))
             return self._text_cache[1]
         self._text_cache = None
-        return self._encode_text()
+        return self._encode_text(text_ctx)
 
-    def _encode_text(self) -> Tensor:
+    def _encode_text(self, text_ctx: Tensor) -> Tensor:
         from open_clip.transformer import text_global_pool
 
         c, tokens = self.clip, self.text_tokens
         x = c.token_embedding(tokens)
-        n = self.text_ctx.shape[0]
+        n = text_ctx.shape[0]
         if n:
-            x = torch.cat([x[:, :1], x[:, 1 : 1 + n] + self.text_ctx, x[:, 1 + n :]], dim=1)
+            x = torch.cat([x[:, :1], x[:, 1 : 1 + n] + text_ctx, x[:, 1 + n :]], dim=1)
         x = x + c.positional_embedding
         x = c.transformer(x, attn_mask=c.attn_mask)
         x = c.ln_final(x)
@@ -269,11 +379,17 @@ class PromptPARNet(nn.Module):
         local = torch.where(high > 0.5, high, low)
         return (local + glob) / 2
 
-    def forward(self, x: Tensor) -> Tensor:
-        text = self.encode_text()  # [A, D]
+    def forward(self, x: Tensor, text_ctx: Tensor | None = None) -> Tensor:
+        """``text_ctx``: text prompts to use instead of the victim's own (the defense's, which stay out of the
+        victim so that the undefended victim is unchanged by the defense's fine-tuning)."""
+        text = self.encode_text(text_ctx)  # [A, D]
         tokens = self.encode_image(x)  # [B, S, D]
-        keep = torch.cat([tokens[:, :1], tokens[:, self.part_pos], tokens[:, self.prefix :]], dim=1)
-        gl = self.agg_bn(self.aggregate(keep[:, : 1 + self.params.num_parts], text))
+        if self.params.openpar_tokens:  # global = first prompt token; every token fused (OpenPAR's code)
+            glob, keep = tokens[:, 1:2], tokens
+        else:
+            glob = tokens[:, :1]
+            keep = torch.cat([glob, tokens[:, self.part_pos], tokens[:, self.prefix :]], dim=1)
+        gl = self.agg_bn(self.aggregate(torch.cat([glob, tokens[:, self.part_pos]], dim=1), text))
         a = text.shape[0]
         fused = torch.cat([self.text_embed(text).expand(x.shape[0], -1, -1), self.image_embed(keep)], dim=1)
         fused = self.fusion_norm(self.fusion(fused))[:, :a]
@@ -326,6 +442,19 @@ class PromptPAR(VictimBuilder):
         clip = load_clip(self.params)
         tokens = open_clip.get_tokenizer(self.params.model_name)(sentences)
         return PromptPARNet(clip, tokens, self.params)
+
+    def load_checkpoint(self, path: str) -> dict[str, Tensor]:
+        """``victim.checkpoint``: advlab's own state_dict, or a released OpenPAR PromptPAR checkpoint (its CLIP
+        inside: ``victim.pretrained`` is then not needed), mapped by :func:`openpar_state_dict`."""
+        obj = read_checkpoint(path, "victim.checkpoint")
+        if is_openpar_checkpoint(obj):
+            if not self.params.openpar_tokens:
+                raise ConfigError(
+                    f"victim.checkpoint: '{path}' is an OpenPAR PromptPAR checkpoint; its weights were trained with "
+                    "OpenPAR's token use: set victim.openpar_tokens=true (or use victim=promptpar_openpar)"
+                )
+            return openpar_state_dict(obj, str(path))
+        return load_state_dict_file(path)
 
     def build(self, info: DataInfo, num_outputs: int) -> Victim:
         # CLIP's own input normalisation for PromptPAR is mean 0.5, std 0.5

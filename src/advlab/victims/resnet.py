@@ -3,18 +3,12 @@ CIFAR-sized images. Random init; advlab trains it, or loads ``victim.checkpoint`
 
 from __future__ import annotations
 
-import dataclasses
-
 import torchvision
 from torch import nn
 
 from advlab.data.info import DataInfo
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
-
-
-@dataclasses.dataclass
-class ResNetConfig(VictimConfig):
-    small_input: bool = True  # 3x3 stride-1 stem without max-pool (for inputs <= 64 px)
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import ResNetConfig  # noqa: F401
 
 
 @VICTIMS.register("resnet18")

@@ -4,23 +4,17 @@ loaded before advlab fine-tunes it; ``checkpoint``: a fine-tuned victim to attac
 
 from __future__ import annotations
 
-import dataclasses
-
 import torchvision
 from torch import nn
 
 from advlab.data.info import DataInfo
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import ResNet50Config  # noqa: F401
 from advlab.victims.pretrained import load_backbone_weights
 
 SOURCE = (
     "https://download.pytorch.org/models/resnet50-11ad3fa6.pth (torchvision ResNet50_Weights.IMAGENET1K_V2)"
 )
-
-
-@dataclasses.dataclass
-class ResNet50Config(VictimConfig):
-    pretrained: str | None = None  # ImageNet backbone weights file
 
 
 @VICTIMS.register("resnet50")

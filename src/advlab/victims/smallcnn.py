@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from torch import nn
 
 from advlab.data.info import DataInfo
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
-
-
-@dataclasses.dataclass
-class SmallCNNConfig(VictimConfig):
-    width: int = 32
-    hidden: int = 256
-
-    def validate(self, key: str) -> None:
-        check(self.width > 0 and self.hidden > 0, key, "width and hidden must be positive")
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import SmallCNNConfig  # noqa: F401
 
 
 def small_cnn(

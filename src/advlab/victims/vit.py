@@ -4,24 +4,18 @@ ImageNet state_dict (torchvision's ``vit_b_16-c867db91.pth``, 224x224 inputs; ot
 
 from __future__ import annotations
 
-import dataclasses
-
 import torchvision
 from torch import nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
-from advlab.victims.base import VICTIMS, VictimBuilder, VictimConfig
+from advlab.victims.base import VICTIMS, VictimBuilder
+from advlab.victims.configs import ViTConfig  # noqa: F401
 from advlab.victims.pretrained import load_backbone_weights
 
 SOURCE = (
     "https://download.pytorch.org/models/vit_b_16-c867db91.pth (torchvision ViT_B_16_Weights.IMAGENET1K_V1)"
 )
-
-
-@dataclasses.dataclass
-class ViTConfig(VictimConfig):
-    pretrained: str | None = None
 
 
 @VICTIMS.register("vit_b16")

@@ -1,14 +1,24 @@
-"""Human-facing output: the adversarial-example grid PNG and the end-of-run summary table."""
+"""Pictures of a run's examples: the :class:`Examples` record the evaluate loop keeps and its clean / adversarial grid."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
+from torch import Tensor
 
-from advlab.loops.evaluate import Examples
+
+@dataclasses.dataclass
+class Examples:
+    """The first few test images with their clean/adversarial versions and outputs, for the example grid."""
+
+    x: Tensor
+    y: Tensor
+    x_adv: Tensor | None = None
+    clean_pred: Tensor | None = None
+    adv_pred: Tensor | None = None
+    target: Tensor | None = None
 
 
 def _to_hwc(img: torch.Tensor):
@@ -55,17 +65,3 @@ def save_example_grid(examples: Examples, class_names: list[str], path: Path) ->
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def print_summary(title: str, metrics: dict[str, float], run_dir: Path) -> None:
-    table = Table(title="advlab results", caption=title, show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in sorted(metrics):
-        if key.startswith("train/"):
-            continue
-        v = metrics[key]
-        table.add_row(key, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console = Console()
-    console.print(table)
-    console.print(f"run folder: {run_dir}")

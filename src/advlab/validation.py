@@ -1,0 +1,114 @@
+"""Validate a whole composed config without importing torch or any model library.
+
+:func:`check_config` parses every node (seed, device, dataset, task, victim, attack, defense, logger, train,
+eval, pipeline, cache_dir) against its declared config dataclass and reports *every* problem at once: one
+:class:`~advlab.errors.ConfigError` with one message per bad value. The entrypoint calls it before anything
+heavy is imported, so a typo costs about a second; :func:`advlab.context.build_spec` builds on its result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from advlab.attacks.configs import ATTACKS
+from advlab.data.configs import DATASETS
+from advlab.defenses.configs import DEFENSES
+from advlab.errors import AdvlabError, CheckpointError, ConfigError
+from advlab.loggers.configs import TRACKERS
+from advlab.loops.configs import EvalConfig, TrainConfig
+from advlab.pipelines.configs import PIPELINES
+from advlab.registry import parse_config
+from advlab.tasks.configs import TASKS
+from advlab.victims.configs import VICTIMS
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclasses.dataclass
+class ParsedConfig:
+    """Every node of a composed config as its validated dataclass (device still a string)."""
+
+    seed: int
+    device: str
+    dataset: Any
+    task: Any
+    victim: Any
+    attack: Any
+    defense: Any
+    logger: Any
+    train: TrainConfig
+    eval: EvalConfig
+    cache_dir: Path
+    progress: bool
+    pipeline: Any
+
+
+def _node(cfg: DictConfig, key: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise ConfigError(f"{key}: missing from the config")
+    return cfg[key]
+
+
+def check_config(cfg: DictConfig) -> ParsedConfig:
+    """Parse every node of ``cfg``; raise one ConfigError listing every invalid value."""
+    failures: list[AdvlabError] = []
+    parsed: dict[str, Any] = {}
+
+    def parse(key: str, fn: Any) -> None:
+        try:
+            parsed[key] = fn()
+        except AdvlabError as exc:
+            failures.append(exc)
+
+    def seed() -> int:
+        value = _node(cfg, "seed")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"seed: must be an integer (got {value!r})")
+        return value
+
+    def device() -> str:
+        value = str(_node(cfg, "device")).strip().lower()
+        if not DEVICE_PATTERN.match(value):
+            raise ConfigError(f"device: '{value}' is not a device; use auto, cpu, cuda or cuda:N")
+        return value
+
+    def task() -> Any:
+        node = cfg.get("task") or {"name": "auto"}
+        if node.get("name", "auto") == "auto":
+            if "dataset" not in parsed:
+                return None  # reported with the dataset
+            node = {
+                **OmegaConf.to_container(node),
+                "name": DATASETS.config(parsed["dataset"].name).default_task,
+            }
+        return TASKS.parse(node)
+
+    def victim() -> Any:
+        params = VICTIMS.parse(_node(cfg, "victim"))
+        if params.checkpoint and not Path(os.path.expanduser(params.checkpoint)).is_file():
+            raise CheckpointError(f"victim.checkpoint: file '{params.checkpoint}' does not exist")
+        return params
+
+    parse("seed", seed)
+    parse("device", device)
+    parse("dataset", lambda: DATASETS.parse(_node(cfg, "dataset")))
+    parse("task", task)
+    parse("victim", victim)
+    parse("attack", lambda: ATTACKS.parse(_node(cfg, "attack")))
+    parse("defense", lambda: DEFENSES.parse(_node(cfg, "defense")))
+    parse("logger", lambda: TRACKERS.parse(_node(cfg, "logger")))
+    parse("train", lambda: parse_config(TrainConfig, cfg.get("train"), "train"))
+    parse("eval", lambda: parse_config(EvalConfig, cfg.get("eval"), "eval"))
+    parse("cache_dir", lambda: Path(os.path.expanduser(str(_node(cfg, "cache_dir")))))
+    parse("pipeline", lambda: PIPELINES.parse(cfg.get("pipeline") or {"name": "standard"}))
+    if len(failures) == 1:
+        raise failures[0]  # keeps its type (e.g. CheckpointError)
+    if failures:
+        raise ConfigError(*dict.fromkeys(m for exc in failures for m in exc.messages))
+    return ParsedConfig(**parsed, progress=bool(cfg.get("progress", True)))
