@@ -6,7 +6,6 @@ anything heavy is imported; the implementations import their config from here.""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 
@@ -536,7 +535,7 @@ class ReColorAdvConfig(AttackConfig):
     steps: int = 100
     resolution: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 32])  # grid points on L, u, v
     smoothness: float | None = None  # weight of the grid smoothness; null: the authors' 0.0036 / bound
-    kappa: float = math.inf  # margin cap (the authors': none)
+    kappa: float | None = None  # margin cap; null: uncapped (the authors')
     optimizer: str = "adam"  # adam (the authors') | sign (signed steps of step_size)
     lr: float = 0.001  # Adam learning rate (the authors')
     step_size: float | None = None  # optimizer=sign: default 2.5 * bound / steps
@@ -550,7 +549,7 @@ class ReColorAdvConfig(AttackConfig):
             f"must be three grid sizes >= 2 for L, u, v, e.g. [16, 32, 32] (got {self.resolution})",
         )
         check(self.smoothness is None or self.smoothness >= 0, f"{key}.smoothness", "must be >= 0 or null")
-        check(self.kappa > 0, f"{key}.kappa", f"must be > 0 (got {self.kappa})")
+        check(self.kappa is None or self.kappa > 0, f"{key}.kappa", f"must be > 0 or null (got {self.kappa})")
         check(
             self.optimizer in ("adam", "sign"), f"{key}.optimizer", f"must be adam or sign ({self.optimizer})"
         )
@@ -562,7 +561,7 @@ class StAdvConfig(AttackConfig):
     bound: float = 0.05
     steps: int = 100
     smoothness: float | None = None  # weight of the flow loss; null: the authors' 0.0025 / bound
-    kappa: float = math.inf  # margin cap (the authors': none)
+    kappa: float | None = None  # margin cap; null: uncapped (the authors')
     optimizer: str = "adam"  # adam (the authors') | sign
     lr: float = 0.01  # Adam learning rate (the authors')
     step_size: float | None = None  # optimizer=sign: default 2.5 * bound / steps
@@ -571,7 +570,7 @@ class StAdvConfig(AttackConfig):
         check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
         check(self.smoothness is None or self.smoothness >= 0, f"{key}.smoothness", "must be >= 0 or null")
-        check(self.kappa > 0, f"{key}.kappa", f"must be > 0 (got {self.kappa})")
+        check(self.kappa is None or self.kappa > 0, f"{key}.kappa", f"must be > 0 or null (got {self.kappa})")
         check(
             self.optimizer in ("adam", "sign"), f"{key}.optimizer", f"must be adam or sign ({self.optimizer})"
         )

@@ -8,7 +8,7 @@ every use the grid is constrained as in the authors' code: the colour at each gr
 clipped to [0, 1], projected into the RGB gamut (``to_luv(from_luv(.))``) and the offset then clamped to
 ``||g||_inf <= bound`` (0.06). Every pixel's colour change ``g(c)`` is a convex combination of grid offsets,
 so it is within the bound exactly, per channel, in this colour space (the final RGB conversion clips to the
-gamut). The attack minimises the C&W margin (uncapped: ``kappa = inf``) plus ``smoothness`` (default
+gamut). The attack minimises the C&W margin (uncapped: ``kappa: null``) plus ``smoothness`` (default
 ``0.0036 / bound``) times the grid's smoothness (the L2 norm of the difference to each neighbour along the
 three colour axes, summed), with Adam (learning rate 0.001) for ``steps`` iterations (100 in PAT's
 evaluation), keeping each example's best objective. RGB images only.
@@ -134,7 +134,9 @@ class ReColorAdv(Attack):
             with torch.no_grad():
                 grid.copy_(constrain(grid, identity, p.bound))
             x_adv = from_luv(c + colour_offsets(c, grid))
-            margin = self.task.margin(model(x_adv), y, target).clamp(min=-p.kappa)
+            margin = self.task.margin(model(x_adv), y, target)
+            if p.kappa is not None:
+                margin = margin.clamp(min=-p.kappa)
             loss = margin + lam * grid_smoothness(grid) if lam else margin
             (g,) = torch.autograd.grad(loss.sum(), grid)
             if opt is not None:

@@ -6,7 +6,7 @@ Each pixel is displaced by a flow vector and the image resampled bilinearly with
 ``torch.nn.functional.grid_sample`` (the image spans [-1, 1], so 0.05 is 2.5% of the width, 0.8 pixels at
 32 px) and constrained before every use as in the authors' code: the sampling grid clipped to [-1, 1], then
 ``||f||_inf <= bound`` (0.05) per component, exactly. The attack minimises the C&W margin (uncapped:
-``kappa = inf``) plus ``smoothness`` (default ``0.0025 / bound``) times StAdv's flow loss
+``kappa: null``) plus ``smoothness`` (default ``0.0025 / bound``) times StAdv's flow loss
 ``sum_p sum_{q in N(p)} sqrt(||f(p) - f(q)||^2 + 1e-10)`` over the 4 neighbours ``N(p)`` (the border
 replicated), with Adam (learning rate 0.01) from the zero flow for ``steps`` iterations; like the authors'
 code each example returns the flow after the optimiser step taken from its best iterate.
@@ -79,7 +79,9 @@ class StAdv(Attack):
         for _ in range(p.steps):
             with torch.no_grad():
                 flow.copy_(constrain_flow(flow, identity, p.bound))
-            margin = self.task.margin(model(warp(x, flow)), y, target).clamp(min=-p.kappa)
+            margin = self.task.margin(model(warp(x, flow)), y, target)
+            if p.kappa is not None:
+                margin = margin.clamp(min=-p.kappa)
             loss = margin + lam * flow_smoothness(flow) if lam else margin
             (g,) = torch.autograd.grad(loss.sum(), flow)
             if opt is not None:
