@@ -7,8 +7,10 @@ Reads every ``results.json`` under the folder and writes
 - ``semanticadv_fig3_<run>.png``: the paper's Figure 3 for each run, per-attribute ASR as grouped bars (one
   panel per test FPR, one bar colour per generating FPR);
 - ``semanticadv_asr.md`` / ``.csv``: per run, ASR and instance-wise ASR for every G-FPR x T-FPR;
-- ``semanticadv_transfer.md`` / ``.csv``: the transfer table (Table 1): rows = the model the examples were
-  generated on, columns = the model they are tested on, one table per (G-FPR, T-FPR).
+- ``semanticadv_transfer.md`` / ``.csv``: the transfer tables (Table 1, G, H) in the paper's layout: columns =
+  the model the examples were generated on (``pipeline.victim_label``), rows = the model they are tested on
+  (each transfer target by its label, the generating model itself on the diagonal), C&W in brackets, one table
+  per (G-FPR, T-FPR).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def figure3(run: dict, path: Path) -> Path:
 
 
 def asr_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "victim", "attack", "G-FPR", "T-FPR", "ASR (%)", "instance ASR (%)"]
+    header = ["run", "victim", "attack", "G-FPR", "T-FPR", "ASR (%)", "instance ASR (%)", "worst ASR (%)"]
     rows = []
     for r in runs:
         sa = r["semantic_adv"]
@@ -92,35 +94,113 @@ def asr_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
                         t,
                         f"{100 * v:.2f}",
                         f"{100 * sa['asr_instance'][g][t]:.2f}",
+                        f"{100 * sa['asr_worst'][g][t]:.2f}" if "asr_worst" in sa else "",
                     ]
                 )
     return header, rows
 
 
-def transfer_tables(runs: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """One table per (G-FPR, T-FPR): source victim x target victim, entries in %."""
-    cells: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
-    targets: list[str] = []
+TABLE_C_ROWS = [
+    ("x0", "reference", "source"),
+    ("G(x0, c)", "reference", "recon"),
+    ("G(x0, c_new) (Best)", "reference", "edit_best"),
+    ("SemanticAdv (Best)", "asr_instance", None),
+    ("SemanticAdv (Worst)", "asr_worst", None),
+    ("SemanticAdv (Average)", "asr", None),
+    ("CW", "asr", None),
+]
+
+
+def table_c(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Table C's layout: per G-FPR (= T-FPR) the reference rows and SemanticAdv's Best / Worst / Average, and
+    C&W, in %, one column per generating model."""
+    columns: list[str] = []
+    values: dict[tuple[str, str, str], float] = {}
     for r in runs:
         sa = r["semantic_adv"]
-        src = r.get("victim", {}).get("name", "?")
-        for g, per_t in sa["asr"].items():
+        col = model_label(r)
+        columns += [col] if col not in columns else []
+        is_cw = sa["attack"] == "cw_l2"
+        for g in sa["asr"]:
+            for label, table, field in TABLE_C_ROWS:
+                if (label == "CW") != is_cw or (field is not None and is_cw):
+                    continue
+                if field is None:
+                    v = sa.get(table, {}).get(g, {}).get(g)
+                else:
+                    v = sa.get(table, {}).get(g, {}).get(field)
+                if v is not None:
+                    values[(g, label, col)] = v
+    tags = sorted({g for g, _, _ in values}, key=float, reverse=True)
+    rows = []
+    for g in tags:
+        for label, _, _ in TABLE_C_ROWS:
+            if any((g, label, c) in values for c in columns):
+                rows.append(
+                    [
+                        g,
+                        label,
+                        *[
+                            f"{100 * values[(g, label, c)]:.2f}" if (g, label, c) in values else ""
+                            for c in columns
+                        ],
+                    ]
+                )
+    return ["G-FPR", "metric / M", *columns], rows
+
+
+def model_label(run: dict) -> str:
+    """The generating model's id: ``pipeline.victim_label`` (recorded as ``victim_label``), else its name."""
+    return run["semantic_adv"].get("victim_label") or run.get("victim", {}).get("name", "?")
+
+
+def transfer_cells(run: dict) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(G tag, T tag): {tested model id: rate}}`` of one run, its own column included."""
+    sa = run["semantic_adv"]
+    own = sa.get("self_transfer") or {
+        g: {t: v for t, v in per.items() if t == g} for g, per in sa["asr"].items()
+    }
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for g, per_t in own.items():
+        for t, v in per_t.items():
+            cells.setdefault((g, t), {})[model_label(run)] = v
+    for tid, entry in sa.get("transfer", {}).items():
+        for g, per_t in entry["asr"].items():
             for t, v in per_t.items():
-                if g == t:  # white-box diagonal: the source model at the same FPR
-                    cells.setdefault((g, t), {}).setdefault(src, {})[src] = v
-            for tgt, entry in sa.get("transfer", {}).items():
-                targets += [tgt] if tgt not in targets else []
-                for t, v in entry["asr"].get(g, {}).items():
-                    cells.setdefault((g, t), {}).setdefault(src, {})[tgt] = v
-        targets += [src] if src not in targets else []
+                cells.setdefault((g, t), {})[tid] = v
+    return cells
+
+
+def transfer_tables(runs: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Table 1 / G / H in the paper's layout, one table per (G-FPR, T-FPR): cell (i, j) is the success rate on
+    model i (rows, M_test) of the examples generated against model j (columns, M_opt) that succeeded there;
+    C&W runs of the same generating model in brackets, as in the paper."""
+    main: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    cw: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    columns: list[str] = []
+    rows: list[str] = []
+    for r in runs:
+        sa = r["semantic_adv"]
+        into = cw if sa["attack"] == "cw_l2" else main
+        col = model_label(r)
+        columns += [col] if col not in columns else []
+        for key, per_model in transfer_cells(r).items():
+            for tested, v in per_model.items():
+                rows += [tested] if tested not in rows else []
+                into.setdefault(key, {}).setdefault(col, {})[tested] = v
+    order = [c for c in rows if c in columns] + [c for c in rows if c not in columns]
     out = []
-    for (g, t), table in sorted(cells.items()):
-        header = [f"G-FPR {g} / T-FPR {t}", *targets]
-        rows = [
-            [src, *[("" if tgt not in row else f"{100 * row[tgt]:.2f}") for tgt in targets]]
-            for src, row in table.items()
-        ]
-        out.append((f"{g}_{t}", header, rows))
+    for key in sorted(set(main) | set(cw)):
+        g, t = key
+
+        def cell(tested: str, col: str, key: tuple[str, str] = key) -> str:
+            a = main.get(key, {}).get(col, {}).get(tested)
+            b = cw.get(key, {}).get(col, {}).get(tested)
+            text = "" if a is None else f"{a:.3f}"
+            return f"{text} ({b:.3f})".strip() if b is not None else text
+
+        header = [f"M_test / M_opt (G-FPR {g}, T-FPR {t})", *columns]
+        out.append((f"{g}_{t}", header, [[tested, *[cell(tested, c) for c in columns]] for tested in order]))
     return out
 
 
@@ -155,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(header, rows)
     (out / "semanticadv_asr.md").write_text(md)
     write_csv(out / "semanticadv_asr.csv", header, rows)
+    print(md)
+    header, rows = table_c(runs)
+    md = markdown(header, rows)
+    (out / "semanticadv_table_c.md").write_text(md)
+    write_csv(out / "semanticadv_table_c.csv", header, rows)
     print(md)
     parts = []
     for tag, header, rows in transfer_tables(runs):

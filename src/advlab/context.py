@@ -156,7 +156,9 @@ class RunContext:
         data = DATASETS.build(spec.dataset, spec.seed)
         task = TASKS.build(spec.task, data.info)
         task.attach_data(data)
-        return Components(data, task, DEFENSES.build(spec.defense, task), ATTACKS.build(spec.attack, task))
+        attack = ATTACKS.build(spec.attack, task)
+        attack.check_data(data.info)  # e.g. a patch larger than the images: refused before training
+        return Components(data, task, DEFENSES.build(spec.defense, task), attack)
 
     def prepare_victim(self, components: Components, spec: RunSpec | None = None) -> tuple[Victim, dict]:
         """Train (cached) or load the victim of ``spec``; see :func:`prepare_victim`."""

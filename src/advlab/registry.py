@@ -13,6 +13,7 @@ import contextvars
 import dataclasses
 import importlib
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -105,14 +106,26 @@ def parse_config(config_cls: type, node: Any, key: str) -> Any:
 
 
 def check_finite(obj: Any, key: str) -> None:
-    """Every float field of a config dataclass (nested ones included) is finite: nan and inf are never a
-    meaningful step size, bound or weight; a field that means "no limit" is ``null``."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}.{f.name}: must be a finite number (got {value}); use null for no limit")
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            check_finite(value, f"{key}.{f.name}")
+    """Every float field of a config dataclass (nested ones and lists included) is finite: nan and inf are never
+    a meaningful step size, bound or weight; a field that means "no limit" is ``null``. All are reported."""
+    bad = non_finite_fields(obj, key)
+    if bad:
+        raise ConfigError(*(f"{k}: must be a finite number (got {v}); use null for no limit" for k, v in bad))
+
+
+def non_finite_fields(obj: Any, key: str) -> list[tuple[str, float]]:
+    """(``key.field``, value) of every nan or +-inf float in ``obj``, through nested dataclasses, lists, dicts."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [(key, obj)]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items = [(f".{f.name}", getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, dict):
+        items = [(f".{k}", v) for k, v in obj.items()]
+    elif isinstance(obj, list | tuple):
+        items = [(f"[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        return []
+    return [found for suffix, value in items for found in non_finite_fields(value, f"{key}{suffix}")]
 
 
 class Registry(Generic[T]):
@@ -179,12 +192,11 @@ class Registry(Generic[T]):
         return self.get(name, key).Config  # type: ignore[attr-defined]
 
     def describe(self, name: str) -> str:
-        """One line about ``name``: the first line of its class docstring, and its paper when it has one."""
+        """One line about ``name``: the first sentence of its class docstring (its module's when it has none)."""
         cls = self.get(name)
         doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or ""  # the class's, else its module's
-        doc = doc.strip().split("\n")[0].strip()
-        paper = getattr(cls, "paper", None)
-        return f"{doc} [{paper}]" if paper and paper not in doc else doc
+        paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+        return re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", paragraph)[0].rstrip(":")
 
     def parse(self, node: DictConfig | dict | None, key: str | None = None) -> Any:
         """Validate a config node against the declared ``Config`` of its name; return the dataclass."""

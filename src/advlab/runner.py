@@ -8,8 +8,10 @@ drives one run, and nothing imports it but the entrypoint.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from advlab.context import RunContext, build_spec
 from advlab.errors import AdvlabError
 from advlab.loggers.base import TRACKERS
 from advlab.pipelines.base import PIPELINES
+from advlab.progress import DEFAULT_INTERVAL_S
+from advlab.progress import configure as configure_progress
 from advlab.recorder import RunRecorder
 from advlab.reporting.summary import print_summary
 
@@ -33,8 +37,11 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not distributed.is_main():  # other ranks train with rank 0 and record nothing in the run folder
         run_dir = Path(tempfile.mkdtemp(prefix=f"advlab-rank{distributed.rank_world()[0]}-"))
+        atexit.register(shutil.rmtree, run_dir, ignore_errors=True)  # leave nothing behind
         cfg = OmegaConf.merge(cfg, {"progress": False})
         spec = dataclasses.replace(spec, logger=TRACKERS.parse({"name": "none"}), progress=False)
+    # off-TTY progress lines; components' own loops (e.g. C&W's binary search) report on the main process
+    configure_progress(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S), enabled=spec.progress)
     if (run_dir / "results.json").exists():
         raise AdvlabError(
             f"run folder '{run_dir}' already holds a finished run (results.json); advlab never overwrites a run. "
@@ -63,7 +70,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         title = f"{spec.victim.name} on {spec.dataset.name} | attack {spec.attack.name} | defense {spec.defense.name}"
         if spec.pipeline.name != "standard":
             title = f"{spec.pipeline.name}: {title}"
-        print_summary(title, metrics, run_dir)
+        if distributed.is_main():  # one summary, not one per rank
+            print_summary(title, metrics, run_dir)
         tracker.finish(0)
     except BaseException:
         tracker.finish(1)

@@ -61,14 +61,24 @@ def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over ``path``.
 
-    A crash mid-write leaves the previous file intact, never a truncated one."""
+    A crash mid-write leaves the previous file intact, never a truncated one. The file gets the mode a plain
+    ``open(path, "w")`` would give (``0o666 & ~umask``; mkstemp alone would leave it 0600, unreadable to the
+    collaborators sharing a project or cache folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

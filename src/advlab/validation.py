@@ -18,13 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from advlab.attacks.configs import ATTACKS
 from advlab.data.configs import DATASETS
+from advlab.data.info import label_mismatch
 from advlab.defenses.configs import DEFENSES
 from advlab.errors import AdvlabError, CheckpointError, ConfigError
 from advlab.loggers.configs import TRACKERS
 from advlab.loops.configs import EvalConfig, TrainConfig
 from advlab.pipelines.configs import PIPELINES
+from advlab.progress import DEFAULT_INTERVAL_S, check_interval
 from advlab.registry import parse_config
-from advlab.tasks.configs import TASKS
+from advlab.tasks.configs import LABEL_KIND, TASKS
 from advlab.victims.configs import VICTIMS
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -87,7 +89,15 @@ def check_config(cfg: DictConfig) -> ParsedConfig:
                 **OmegaConf.to_container(node),
                 "name": DATASETS.config(parsed["dataset"].name).default_task,
             }
-        return TASKS.parse(node)
+        params = TASKS.parse(node)
+        if "dataset" in parsed:  # labels of the kind the task needs: refused before any data is read
+            dataset, default = parsed["dataset"].name, DATASETS.config(parsed["dataset"].name).default_task
+            kinds = (LABEL_KIND.get(params.name), LABEL_KIND.get(default))
+            if None not in kinds:
+                mismatch = label_mismatch(params.name, kinds[0], dataset, kinds[1], default)
+                if mismatch:
+                    raise ConfigError(mismatch)
+        return params
 
     def victim() -> Any:
         params = VICTIMS.parse(_node(cfg, "victim"))
@@ -107,6 +117,8 @@ def check_config(cfg: DictConfig) -> ParsedConfig:
     parse("eval", lambda: parse_config(EvalConfig, cfg.get("eval"), "eval"))
     parse("cache_dir", lambda: Path(os.path.expanduser(str(_node(cfg, "cache_dir")))))
     parse("pipeline", lambda: PIPELINES.parse(cfg.get("pipeline") or {"name": "standard"}))
+    parse("progress_interval_s", lambda: check_interval(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S)))
+    parsed.pop("progress_interval_s", None)  # read by the run itself (advlab.progress.configure)
     if len(failures) == 1:
         raise failures[0]  # keeps its type (e.g. CheckpointError)
     if failures:

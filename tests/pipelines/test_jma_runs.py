@@ -195,3 +195,48 @@ def test_target_settings_do_not_retrain_the_victim():
 
     assert key() == key("task.flip_bits=5") == key("task.target_mode=all_zero")
     assert key() != key("task.loss=asl")  # the training loss does change the weights
+
+
+@pytest.mark.slow
+def test_jma_attacks_random_correctly_classified_images(tmp_path):
+    """eval.subset=random_correct eval.num_examples=50 (the paper's protocol, shrunk victim training): 50 test
+    images, all classified correctly before the attack (clean exact match 1), targets for each of them."""
+    from advlab.runner import run
+
+    small = ["dataset.num_train=1200", "train.epochs=4", "eval.batch_size=25"]
+    run(
+        make_cfg(
+            "experiment=jma_digits_multilabel", "eval.subset=random_correct", "eval.num_examples=50", *small
+        ),
+        tmp_path,
+    )
+    metrics = json.loads((tmp_path / "results.json").read_text())["metrics"]
+    assert metrics["eval/num_examples"] == 50
+    assert metrics["clean/exact_match"] == 1.0 and metrics["clean/hamming"] == 0.0
+    assert torch.load(tmp_path / "targets.pt").shape == (50, 10)
+    assert metrics["attack/asr"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "experiment,victim,task_name",
+    [
+        ("jma_gtsrb_onehot", "vgg16_ecoc", "classification"),  # Table I
+        ("jma_gtsrb_ecoc", "vgg16_ecoc", "ecoc"),  # Table III
+        ("jma_cifar10_ecoc", "vgg16_ecoc", "ecoc"),  # Table IV
+        ("jma_mnist_ecoc", "vgg16_ecoc", "ecoc"),  # Table V
+        ("jma_voc_train_targets", "inception_v3", "multilabel"),  # Table VI
+        ("jma_voc_5bit", "inception_v3", "multilabel"),  # Table VII
+        ("jma_voc_15bit", "inception_v3", "multilabel"),  # the official readme's 15-bit run
+        ("jma_voc_other_victims_10bit", "resnet50", "multilabel"),  # Table XI
+    ],
+)
+def test_paper_presets_use_the_paper_protocol(experiment, victim, task_name):
+    from advlab.context import build_spec
+
+    spec = build_spec(make_cfg(f"experiment={experiment}", "device=cpu"))
+    assert (spec.victim.name, spec.task.name) == (victim, task_name)
+    assert spec.eval.subset == "random_correct" and spec.eval.num_examples == 200
+    if experiment == "jma_voc_15bit":
+        assert spec.task.flip_bits == 15 and spec.dataset.size == 299
+    lots = build_spec(make_cfg(f"experiment={experiment}", "attack=lots_ecoc", "device=cpu")).attack
+    assert lots.num_target_images == 50

@@ -492,49 +492,74 @@ def test_synthfaces_identities_attributes_and_counterfactuals():
     ).min() > 0.1
 
 
-def test_table_builder_renders_figure3_and_transfer(tmp_path):
+def test_table_builder_renders_figure3_transfer_and_table_c(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("sat", "scripts/semanticadv_tables.py")
     sat = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sat)
+    tags = ["1e-3", "1e-4"]
 
-    def payload(victim, attack, interp, transfer):
-        tags = ["1e-3", "1e-4"]
+    def payload(label, attack, interp, transfer, own):
         return {
-            "victim": {"name": victim},
+            "victim": {"name": "face_resnet101_semanticadv"},
             "metrics": {},
             "semantic_adv": {
                 "attack": attack,
                 "interpolation": interp,
+                "victim_label": label,
                 "attributes": ["Smiling", "Eyeglasses"],
                 "asr": {g: {t: 0.5 if t == "1e-3" else 0.25 for t in tags} for g in tags},
                 "asr_instance": {g: {t: 0.75 for t in tags} for g in tags},
+                "asr_worst": {g: {t: 0.125 for t in tags} for g in tags},
                 "asr_per_attribute": {
                     a: {f"g{g}_t{t}": 0.4 for g in tags for t in tags} for a in ["Smiling", "Eyeglasses"]
                 },
+                "reference": {t: {"source": 0.0, "recon": 0.0, "edit_best": 0.0625} for t in tags},
                 "transfer": transfer,
+                "self_transfer": own,
             },
         }
 
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    own = {"1e-3": {"1e-3": 1.0, "1e-4": 0.5}, "1e-4": {"1e-3": 1.0, "1e-4": 1.0}}
+    # two targets of one architecture (face_resnet50), reported under their own labels
     t = {
-        "face_resnet50": {
-            "thresholds": [1.0, 0.8],
+        "R-50-S": {
+            "victim": "face_resnet50",
             "asr": {"1e-3": {"1e-3": 0.125, "1e-4": 0.0625}, "1e-4": {"1e-3": 0.5, "1e-4": 0.25}},
-        }
+        },
+        "R-50-C": {
+            "victim": "face_resnet50",
+            "asr": {"1e-3": {"1e-3": 0.375, "1e-4": 0.0}, "1e-4": {"1e-3": 0.75, "1e-4": 0.0}},
+        },
     }
-    (tmp_path / "a" / "results.json").write_text(
-        json.dumps(payload("face_resnet101", "semantic_adv", "feature", t))
-    )
-    (tmp_path / "b" / "results.json").write_text(json.dumps(payload("face_resnet101", "cw_l2", None, {})))
+    t_cw = {"R-50-S": {"victim": "face_resnet50", "asr": {g: {u: 0.25 for u in tags} for g in tags}}}
+    for name, body in [
+        ("a", payload("R-101-S", "semantic_adv", "feature", t, own)),
+        ("b", payload("R-101-S", "cw_l2", None, t_cw, own)),
+    ]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(body))
     assert sat.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "semanticadv_fig3_a.png").stat().st_size > 1000
     asr = (tmp_path / "out" / "semanticadv_asr.md").read_text()
-    assert "semantic_adv/feature" in asr and "| 50.00 | 75.00 |" in asr and "cw_l2" in asr
+    assert "semantic_adv/feature" in asr and "| 50.00 | 75.00 | 12.50 |" in asr and "cw_l2" in asr
     transfer = (tmp_path / "out" / "semanticadv_transfer.md").read_text()
-    assert "| face_resnet101 | 12.50 | 50.00 |" in transfer  # G 1e-3 / T 1e-3: transfer 12.5, white-box 50
+    # paper layout: rows = tested model, columns = generating model; C&W in brackets
+    block = transfer.split("\n\n")[0]  # G 1e-3 / T 1e-3
+    assert "| M_test / M_opt (G-FPR 1e-3, T-FPR 1e-3) | R-101-S |" in block
+    assert "| R-101-S | 1.000 (1.000) |" in block
+    assert "| R-50-S | 0.125 (0.250) |" in block and "| R-50-C | 0.375 |" in block
+    table_c = (tmp_path / "out" / "semanticadv_table_c.md").read_text()
+    for row in (
+        "| 1e-3 | G(x0, c_new) (Best) | 6.25 |",
+        "| 1e-3 | SemanticAdv (Best) | 75.00 |",
+        "| 1e-3 | SemanticAdv (Worst) | 12.50 |",
+        "| 1e-3 | SemanticAdv (Average) | 50.00 |",
+        "| 1e-4 | SemanticAdv (Average) | 25.00 |",
+        "| 1e-3 | CW | 50.00 |",
+    ):
+        assert row in table_c, row
 
 
 def test_generator_checkpoint_in_the_reference_layout_loads(tmp_path):

@@ -16,6 +16,24 @@ from advlab.tasks.base import Task
 from advlab.utils import frozen
 
 
+def check_task_support(attack_cls: type, task_cls: type) -> None:
+    """Raise a ConfigError (before any victim is trained) when ``task_cls`` lacks a method the attack needs."""
+    from advlab.errors import ConfigError
+    from advlab.tasks.configs import TASKS
+
+    for method in getattr(attack_cls, "needs_task", ()):
+        if getattr(task_cls, method, None) is getattr(Task, method, None):
+            able = [
+                n for n in TASKS.names() if getattr(TASKS.get(n), method, None) is not getattr(Task, method)
+            ]
+            raise ConfigError(
+                f"attack.name: attack '{getattr(attack_cls, 'registered_name', attack_cls.__name__)}' needs the "
+                f"task's {method} (its targets in the output space), which task "
+                f"'{getattr(task_cls, 'registered_name', task_cls.__name__)}' does not define; use a task that "
+                f"does (task.name={' / '.join(able)}) or another attack"
+            )
+
+
 class Attack:
     Config = AttackConfig
     registered_name = "attack"
@@ -24,16 +42,24 @@ class Attack:
     #: the paper that defines the attack ("Authors, Title, Venue Year") and its link
     paper: str | None = None
     url: str | None = None
+    #: the Task methods beyond the base ones the attack's objective is written in (e.g. JMA:
+    #: ``target_constraints``); a task that does not define them is refused when the attack is built
+    needs_task: tuple[str, ...] = ()
 
     def __init__(self, params: Any, task: Task):
         self.params = params
         self.task = task
+        check_task_support(type(self), type(task))
         #: per-sample statistics of the last batch (e.g. ``iters``), averaged into ``attack/<name>``
         self.batch_stats: dict[str, Tensor] = {}
 
     @property
     def targeted(self) -> bool:
         return bool(getattr(self.params, "targeted", False))
+
+    def check_data(self, info: Any) -> None:
+        """Raise a ConfigError when the attack cannot work on images of ``info`` (a ``DataInfo``); called when the
+        run's components are built, before any victim is trained. Default: nothing to check."""
 
     def prepare(self, model: nn.Module, data: Any) -> None:
         """Called once by the evaluate loop before the first batch, with the victim and the data module (e.g. to

@@ -33,6 +33,7 @@ class CWL2Config(AttackConfig):
     initial_const: float = 1e-3
     kappa: float = 0.0  # confidence
     abort_early: bool = True
+    distortion_weight: float = 1.0  # w on ||x' - x||^2 (SemanticAdv's C&W baseline: 5)
 
     def validate(self, key: str) -> None:
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
@@ -40,6 +41,7 @@ class CWL2Config(AttackConfig):
         check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
         check(self.initial_const > 0, f"{key}.initial_const", f"must be > 0 (got {self.initial_const})")
         check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
+        check(self.distortion_weight > 0, f"{key}.distortion_weight", "must be > 0")
 
 
 @dataclasses.dataclass
@@ -78,6 +80,10 @@ class JMAConfig(AttackConfig):
     max_iters: int = 100  # n_it,max (paper: 100 one-hot/ECOC, 200 VOC)
     binary_search_steps: int = 6  # n_bs
     confidence: float = 0.0  # margin asked of the linearised target region (logit units)
+    boundary_margin: float = 1e-4  # relative tightening so a confidence-0 step lands inside the target region
+    box_iters: int = (
+        20  # active-set rounds of the box-constrained step where x + delta leaves [0,1] (0: clip)
+    )
     jacobian_chunk: int | None = None  # outputs per vectorised backward (None = all at once); lowers memory
 
     def validate(self, key: str) -> None:
@@ -86,6 +92,12 @@ class JMAConfig(AttackConfig):
         check(self.max_iters >= 1, f"{key}.max_iters", f"must be >= 1 (got {self.max_iters})")
         check(self.binary_search_steps >= 0, f"{key}.binary_search_steps", "must be >= 0")
         check(self.confidence >= 0, f"{key}.confidence", f"must be >= 0 (got {self.confidence})")
+        check(
+            0 <= self.boundary_margin < 0.1,
+            f"{key}.boundary_margin",
+            f"must be in [0, 0.1) (got {self.boundary_margin})",
+        )
+        check(self.box_iters >= 0, f"{key}.box_iters", f"must be >= 0 (got {self.box_iters})")
         check(
             self.jacobian_chunk is None or self.jacobian_chunk >= 1,
             f"{key}.jacobian_chunk",
@@ -198,9 +210,10 @@ class SemAMLConfig(AttackConfig):
 class SemanticAdvConfig(AttackConfig):
     targeted: bool = True
     interpolation: str = "feature"  # feature | attribute
-    feature_layer: str = "last_res"  # last_res (paper default) | up1 | res<k>
+    feature_layer: str = "last_res"  # f0 = last_res (paper default) | f-2 | f-1 | f1 | f2 | up1 | res<k>
     recon_steps: int = 300
     recon_lr: float = 0.01
+    recon_image_weight: float = 0.0  # weight of MSE(x', x) in the pre-step (official code: 1.0)
     steps: int = 200
     lr: float = 0.05
     alpha_init: float = 0.8
@@ -226,6 +239,7 @@ class SemanticAdvConfig(AttackConfig):
             f"{self.alpha_max})",
         )
         check(self.tv_weight >= 0, f"{key}.tv_weight", "must be >= 0")
+        check(self.recon_image_weight >= 0, f"{key}.recon_image_weight", "must be >= 0")
         if self.attributes is not None:
             check(
                 len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute or be null"
@@ -591,6 +605,34 @@ class JPEGLinfConfig(AttackConfig):
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
 
 
+@dataclasses.dataclass
+class MIFGSMConfig(AttackConfig):
+    eps: float = 8 / 255
+    steps: int = 10
+    decay: float = 1.0  # mu, the momentum factor
+    early_stop: bool = False
+
+    def validate(self, key: str) -> None:
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.decay >= 0, f"{key}.decay", f"must be >= 0 (got {self.decay})")
+
+
+@dataclasses.dataclass
+class DIFGSMConfig(MIFGSMConfig):
+    diversity_prob: float = 0.5
+    resize_rate: float = 330 / 299
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(
+            0 <= self.diversity_prob <= 1,
+            f"{key}.diversity_prob",
+            f"must be in [0, 1] (got {self.diversity_prob})",
+        )
+        check(self.resize_rate >= 1, f"{key}.resize_rate", f"must be >= 1 (got {self.resize_rate})")
+
+
 ATTACKS: Registry = Registry("attack", "attack")
 #: name -> (implementing module, config): the implementation is imported on first use
 ATTACKS.declare("apgd", "advlab.attacks.apgd", APGDConfig)
@@ -599,6 +641,7 @@ ATTACKS.declare("asl_par", "advlab.attacks.asl_par", ASLPARConfig)
 ATTACKS.declare("apgd_ce_t", "advlab.attacks.apgd", APGDTConfig)
 ATTACKS.declare("autoattack", "advlab.attacks.autoattack", AutoAttackConfig)
 ATTACKS.declare("cw_l2", "advlab.attacks.cw", CWL2Config)
+ATTACKS.declare("di_fgsm", "advlab.attacks.di_fgsm", DIFGSMConfig)
 ATTACKS.declare("ecoc_attack", "advlab.attacks.ecoc_attack", ECOCAttackConfig)
 ATTACKS.declare("eot_patch", "advlab.attacks.eot_patch", EOTPatchConfig)
 ATTACKS.declare("fab", "advlab.attacks.fab", FABConfig)
@@ -609,6 +652,7 @@ ATTACKS.declare("jma", "advlab.attacks.jma", JMAConfig)
 ATTACKS.declare("jpeg_linf", "advlab.attacks.jpeg_linf", JPEGLinfConfig)
 ATTACKS.declare("lots", "advlab.attacks.lots", LOTSConfig)
 ATTACKS.declare("lpa", "advlab.attacks.lpa", LPAConfig)
+ATTACKS.declare("mi_fgsm", "advlab.attacks.mi_fgsm", MIFGSMConfig)
 ATTACKS.declare("ml_cw", "advlab.attacks.ml_cw", MLCWConfig)
 ATTACKS.declare("mla_lp", "advlab.attacks.mla_lp", MLALPConfig)
 ATTACKS.declare("none", "advlab.attacks.base", AttackConfig)

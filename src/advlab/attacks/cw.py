@@ -1,6 +1,7 @@
-"""Carlini & Wagner L2 (2017): minimise ``||x' - x||_2^2 + c * max(margin(x'), -kappa)`` over
+"""Carlini & Wagner L2 (2017): minimise ``w * ||x' - x||_2^2 + c * max(margin(x'), -kappa)`` over
 ``x' = (tanh(w) + 1) / 2`` (the box constraint by change of variables) with Adam, and a per-example binary
-search on the constant ``c``. The margin comes from the task (negative exactly when the attack succeeds), so
+search on the constant ``c``. ``w`` is ``distortion_weight`` (1 in C&W; SemanticAdv's baseline weights its
+pixel reconstruction term by 5). The margin comes from the task (negative exactly when the attack succeeds), so
 the same code serves untargeted and targeted goals on any task that defines one. Returns, per example, the
 successful image with the smallest L2 over all binary-search steps, or the clean image if none succeeded.
 """
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
 from advlab.attacks.configs import CWL2Config  # noqa: F401
+from advlab.progress import track
 
 
 @ATTACKS.register("cw_l2")
@@ -20,6 +22,8 @@ class CWL2(Attack):
     url = "https://arxiv.org/abs/1608.04644"
     Config = CWL2Config
     norm = "l2"
+    paper = "Carlini, Wagner, Towards Evaluating the Robustness of Neural Networks, IEEE S&P 2017"
+    url = "https://arxiv.org/abs/1608.04644"
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p, task = self.params, self.task
@@ -32,7 +36,9 @@ class CWL2(Attack):
         best_l2 = torch.full((n,), float("inf"), device=x.device)
         best = x.clone()
         iters = torch.zeros(n, device=x.device)
-        for _ in range(p.binary_search_steps):
+        for _ in track(
+            range(p.binary_search_steps), f"  {self.registered_name} binary search", enabled=None, unit="step"
+        ):
             w = w0.clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=p.lr)
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -42,7 +48,7 @@ class CWL2(Attack):
                 outputs = model(x_adv)
                 l2sq = (x_adv - x).pow(2).sum(dim=dims)
                 margin = task.margin(outputs, y, target)
-                loss = (l2sq + const * torch.clamp(margin + p.kappa, min=0)).sum()
+                loss = (p.distortion_weight * l2sq + const * torch.clamp(margin + p.kappa, min=0)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -158,15 +158,23 @@ class EOTPatch(UniversalAttack):
         self._last_mask: Tensor | None = None
         self._eval_gen = torch.Generator().manual_seed(0)
 
-    # --- the perturbation ---------------------------------------------------------------------------------
-    def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
-        c, h, w = info.image_shape
+    def check_data(self, info: DataInfo) -> None:
+        """The patch must fit inside the images and the EOT crop (checked when the run is built, before a victim
+        is trained for nothing, and again when the patch is created)."""
+        _, h, w = info.image_shape
         ph, pw = self.params.patch_size
         ch, cw = self.params.crop or (h, w)
         if ph > min(h, ch) or pw > min(w, cw):
             raise ConfigError(
-                f"attack.patch_size: {ph}x{pw} does not fit the images ({h}x{w}) or the EOT crop ({ch}x{cw})"
+                f"attack.patch_size: {ph}x{pw} does not fit the images ({h}x{w}) or the EOT crop ({ch}x{cw}); "
+                f"use attack.patch_size=[{min(h, ch) // 2},{min(w, cw) // 2}] or smaller"
             )
+
+    # --- the perturbation ---------------------------------------------------------------------------------
+    def init_perturbation(self, info: DataInfo, device: torch.device, generator: torch.Generator) -> None:
+        self.check_data(info)
+        c = info.image_shape[0]
+        ph, pw = self.params.patch_size
         if self.params.init == "uniform":
             patch = torch.rand(c, ph, pw, generator=generator)
         else:

@@ -16,6 +16,13 @@ the smallest successful scale and the attack stops; otherwise the point moves by
 that succeeds in the ``v``-th loop, ``max_iters`` for one that never does, 0 for one whose clean output is
 already the target.
 
+Two numerical refinements (on by default; ``boundary_margin=0, box_iters=0`` is the plain algorithm) make
+the step the optimum of the paper's problem on a linear model, box included: the linearised constraints ask
+a margin of ``boundary_margin`` of the problem's own scale (at confidence 0 the optimum sits on the decision
+boundary, where a float32 victim decides either way), and where ``x + delta*`` leaves ``[0, 1]`` the step
+solves the box-constrained problem instead of being clipped (:func:`box_constrained_step`). Success is
+still decided on the final clipped image.
+
 The Jacobian of all ``n`` outputs is one forward pass and ``n`` vectorised backward passes (``torch.func``
 ``vjp`` + ``vmap``), for the whole batch at once (examples are independent in eval mode). Examples that have
 succeeded leave the batch.
@@ -28,7 +35,7 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
 from advlab.attacks.configs import JMAConfig  # noqa: F401
-from advlab.attacks.nnls import solve_nonneg_qp
+from advlab.attacks.nnls import solve_min_norm_dual
 
 
 def output_jacobian(fn, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
@@ -41,15 +48,76 @@ def output_jacobian(fn, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Te
     return out.detach(), jac.flatten(2).transpose(0, 1)
 
 
-def min_norm_step(task, features: Tensor, jac: Tensor, target: Tensor, confidence: float) -> Tensor:
-    """JMA's linearised optimum ``delta* = -J^T A^T lam*`` (``[B, m]``) for the task's target constraints."""
+def min_norm_step(
+    task,
+    features: Tensor,
+    jac: Tensor,
+    target: Tensor,
+    confidence: float,
+    x: Tensor | None = None,
+    boundary_margin: float = 0.0,
+    box_iters: int = 20,
+) -> Tensor:
+    """JMA's linearised optimum (``[B, m]``): the smallest ``delta`` with ``A J delta <= b`` for the task's
+    target constraints, ``delta* = -J^T A^T lam*`` from the Wolfe dual, solved from ``G = A J`` without
+    forming ``G G^T`` (:func:`advlab.attacks.nnls.solve_min_norm_dual`).
+
+    ``boundary_margin`` asks the linearised step a margin of at least that fraction of the problem's own scale
+    (the largest ``|b|`` and ``|f|``; constraints are tightened by what ``confidence`` does not already give):
+    with ``confidence = 0`` the exact optimum lies on the decision boundary, where the float32 victim decides
+    either way; the margin puts it just inside the target region.
+
+    With ``x`` (the flattened current images, ``[B, m]``), where ``x + delta*`` leaves the ``[0, 1]`` box the
+    box-constrained problem ``min ||delta|| s.t. A J delta <= b, -x <= delta <= 1 - x`` is solved instead by a
+    primal-dual active-set iteration (at most ``box_iters`` rounds): pixels whose unconstrained value leaves
+    the box are fixed at the bound, the dual is re-solved on the free pixels with the fixed ones' effect moved
+    into ``b``, and ``delta = clip(-G^T lam, -x, 1 - x)`` until the set of fixed pixels stops changing. Where it
+    does not converge, or the box makes the linearised target unreachable, the plain step is kept."""
     a, b = task.target_constraints(features, target, confidence)
-    a64, jac64 = a.double(), jac.double()
-    jjt = jac64 @ jac64.transpose(1, 2)  # [B, n, n]
-    q = a64 @ jjt @ a64.transpose(1, 2)  # [B, k, k]
-    lam = solve_nonneg_qp(q, b.double())
-    u = (a64.transpose(1, 2) @ lam.unsqueeze(2)).squeeze(2)  # A^T lam, [B, n]
-    return -(u.unsqueeze(1) @ jac64).squeeze(1).to(jac.dtype)
+    a64, b64 = a.double(), b.double()
+    if boundary_margin > 0:
+        scale = torch.maximum(b64.abs().amax(dim=1), features.double().abs().amax(dim=1))
+        b64 = b64 - (boundary_margin * scale - confidence).clamp(min=0)[:, None]
+    g = a64 @ jac.double()  # G = A J, [B, k, m]
+    lam = solve_min_norm_dual(g, b64)
+    delta = -(lam.unsqueeze(1) @ g).squeeze(1)
+    if x is not None:
+        lo, hi = -x.double(), 1 - x.double()
+        leaves = ((delta < lo) | (delta > hi)).any(dim=1)
+        if bool(leaves.any()):
+            idx = leaves.nonzero().squeeze(1)
+            boxed = box_constrained_step(g[idx], b64[idx], lo[idx], hi[idx], delta[idx], box_iters)
+            delta[idx] = boxed
+    return delta.to(jac.dtype)
+
+
+def box_constrained_step(
+    g: Tensor, b: Tensor, lo: Tensor, hi: Tensor, free_step: Tensor, iters: int
+) -> Tensor:
+    """``argmin ||delta|| s.t. G delta <= b, lo <= delta <= hi`` by the primal-dual active-set iteration of
+    :func:`min_norm_step`; examples that do not converge to a feasible point keep ``free_step``."""
+    v = free_step
+    fixed_lo, fixed_hi = v <= lo, v >= hi
+    converged = torch.zeros(g.shape[0], dtype=torch.bool, device=g.device)
+    delta = v.clamp(lo, hi)
+    for _ in range(iters):
+        free = ~(fixed_lo | fixed_hi)
+        pinned = torch.where(fixed_lo, lo, torch.where(fixed_hi, hi, torch.zeros_like(lo)))
+        rest = b - (g @ pinned.unsqueeze(2)).squeeze(2)
+        lam = solve_min_norm_dual(g * free.unsqueeze(1), rest)
+        v = -(lam.unsqueeze(1) @ g).squeeze(1)
+        new_lo, new_hi = v <= lo, v >= hi
+        same = ((new_lo == fixed_lo) & (new_hi == fixed_hi)).all(dim=1)
+        delta = torch.where(converged[:, None], delta, torch.maximum(torch.minimum(v, hi), lo))
+        converged = converged | same
+        if bool(converged.all()):
+            break
+        fixed_lo, fixed_hi = new_lo, new_hi
+    reach = (g @ delta.unsqueeze(2)).squeeze(2) <= b + 1e-9 * b.abs().amax(dim=1, keepdim=True).clamp(
+        min=1e-300
+    )
+    ok = converged & reach.all(dim=1) & torch.isfinite(delta).all(dim=1)
+    return torch.where(ok[:, None], delta, free_step)
 
 
 class JacobianAttack(Attack):
@@ -75,8 +143,12 @@ class JacobianAttack(Attack):
 
 @ATTACKS.register("jma")
 class JMA(JacobianAttack):
-    paper = "Tondi, Guo, Pancino & Barni, JMA: a General Algorithm to Craft Nearly Optimal Targeted Adversarial Examples, arXiv 2024"
+    paper = (
+        "Tondi, Guo, Pancino & Barni, JMA: a General Algorithm to Craft Nearly Optimal Targeted Adversarial "
+        "Examples, arXiv 2024"
+    )
     url = "https://arxiv.org/abs/2401.01199"
+    needs_task = ("target_constraints",)
     Config = JMAConfig
     norm = "l2"
 
@@ -96,7 +168,9 @@ class JMA(JacobianAttack):
                 break
             xa, ya, ta = x_cur[active], y[active], target[active]
             f, jac = output_jacobian(feats, xa, p.jacobian_chunk)
-            delta = min_norm_step(task, f, jac, ta, p.confidence)
+            delta = min_norm_step(
+                task, f, jac, ta, p.confidence, xa if p.box_iters else None, p.boundary_margin, p.box_iters
+            )
             x_try = (xa + delta).clamp(0, 1)
             with torch.no_grad():
                 hit = task.success(model(x_try.view(-1, *shape)), ya, ta)

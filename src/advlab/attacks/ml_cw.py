@@ -28,6 +28,7 @@ from advlab.attacks.configs import MLCWConfig  # noqa: F401
 class MLCW(Attack):
     paper = "Song, Jin, Huang & Hopcroft, Multi-label Adversarial Perturbations, ICDM 2018"
     url = "https://arxiv.org/abs/1901.00546"
+    needs_task = ("output_code",)
     Config = MLCWConfig
     norm = "l2"
 

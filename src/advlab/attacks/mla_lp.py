@@ -84,6 +84,7 @@ def min_linf_step(grad: Tensor, slack: Tensor, lower: Tensor, upper: Tensor) -> 
 class MLALP(JacobianAttack):
     paper = "Zhou, Yang, Guo, Zhang, Zhang & Chen, Generating Multi-label Adversarial Examples by Linear Programming, IJCNN 2020"
     url = "https://doi.org/10.1109/IJCNN48605.2020.9206614"
+    needs_task = ("output_code",)
     Config = MLALPConfig
     norm = "linf"
 

@@ -3,8 +3,10 @@ attribute-conditional generator G (StarGAN), between an image and its attribute-
 
 For a source image ``x`` with attributes ``c`` and an edited attribute vector ``c_new`` (one attribute flipped):
 
-1. reconstruction pre-step: ``x' = argmin ||G(x', c) - x||^2`` (Adam, ``recon_steps`` at ``recon_lr``), so that
-   the generator reproduces the source before any edit;
+1. reconstruction pre-step: ``x' = argmin MSE(G(x', c), x) + recon_image_weight * MSE(x', x)`` (Adam,
+   ``recon_steps`` at ``recon_lr``, ``x'`` clamped to [0, 1]), so that the generator reproduces the source
+   before any edit; the official code uses ``recon_image_weight = 1`` (it keeps ``x'`` near the source), advlab's
+   default 0 optimises the generator term alone;
 2. interpolation, parameterised by ``alpha`` (0 = no edit, 1 = the full edit):
    - ``interpolation=feature``: a tensor ``alpha`` of the feature map's shape at ``feature_layer``,
      ``x_adv = G_dec((1 - alpha) * G_enc(x', c) + alpha * G_enc(x', c_new))``;
@@ -75,11 +77,16 @@ class SemanticAdv(Attack):
     paper = "Qiu, Xiao, Yang, Yan, Lee & Li, SemanticAdv: Generating Adversarial Examples via Attribute-conditioned Image Editing, ECCV 2020"
     url = "https://arxiv.org/abs/1906.07927"
     Config = SemanticAdvConfig
+    paper = (
+        "Qiu, Xiao, Yang, Yan, Lee, Li, SemanticAdv: Generating Adversarial Examples via Attribute-conditioned "
+        "Image Editing, ECCV 2020"
+    )
+    url = "https://arxiv.org/abs/1906.07927"
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         raise AdvlabError(
             "attack=semantic_adv edits images with an attribute-conditional generator and needs the source "
-            "attributes: run it with pipeline=semantic_adv (see README 'Reproducing SemanticAdv')"
+            "attributes: run it with pipeline=semantic_adv (see docs/papers/semanticadv.md)"
         )
 
     def attribute_indices(self, names: list[str]) -> list[int]:
@@ -94,12 +101,16 @@ class SemanticAdv(Attack):
         return [names.index(a) for a in self.params.attributes]
 
     def reconstruct(self, generator: AttributeGenerator, x: Tensor, c: Tensor) -> Tensor:
-        """The pre-step: ``x'`` with ``G(x', c) ~ x`` (mean squared error, Adam)."""
+        """The pre-step: ``x'`` with ``G(x', c) ~ x`` (mean squared error, plus ``recon_image_weight`` times
+        ``MSE(x', x)``; Adam, per-image losses summed so that images do not interact)."""
+        w = self.params.recon_image_weight
         x_in = x.clone().requires_grad_(True)
         opt = torch.optim.Adam([x_in], lr=self.params.recon_lr)
         with torch.enable_grad():
             for _ in range(self.params.recon_steps):
                 loss = (generator(x_in, c) - x).pow(2).flatten(1).mean(1).sum()
+                if w:
+                    loss = loss + w * (x_in - x).pow(2).flatten(1).mean(1).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

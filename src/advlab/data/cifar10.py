@@ -45,6 +45,14 @@ def load_cifar10_split(root: str, split: str) -> tuple[torch.Tensor, torch.Tenso
     xs, ys = [], []
     for name in names:
         batch = _unpickle(folder / name)
+        missing = [k for k in ("data", "labels") if not isinstance(batch, dict) or k not in batch]
+        if missing:
+            found = sorted(map(str, batch)) if isinstance(batch, dict) else type(batch).__name__
+            raise DatasetNotFoundError(
+                f"dataset.root: CIFAR-10 batch '{folder / name}' has no {' / '.join(repr(k) for k in missing)} "
+                f"(found {found}); it is not from the official python version ({SOURCE}, extracted under "
+                "dataset.root)"
+            )
         data, labels = np.asarray(batch["data"], dtype=np.uint8), np.asarray(batch["labels"], dtype=np.int64)
         if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
             raise DatasetNotFoundError(
@@ -67,7 +75,13 @@ class Cifar10(DataModule):
 
     @functools.cached_property
     def info(self) -> DataInfo:
-        meta = _unpickle(self.root / "cifar-10-batches-py" / "batches.meta")
+        path = self.root / "cifar-10-batches-py" / "batches.meta"
+        meta = _unpickle(path)
+        if not isinstance(meta, dict) or "label_names" not in meta:
+            raise DatasetNotFoundError(
+                f"dataset.root: CIFAR-10 '{path}' has no 'label_names'; it is not from the official python "
+                f"version ({SOURCE})"
+            )
         return DataInfo(10, (3, 32, 32), list(meta["label_names"]), MEAN, STD)
 
     def dataset(self, split: str) -> TensorDataset:

@@ -46,6 +46,16 @@ class FaceAttributeData(DataModule):
     def attribute_names(self) -> list[str]:
         raise NotImplementedError
 
+    @classmethod
+    def configured_attributes(cls, params) -> list[str]:
+        """The attribute list a config of this dataset gives, without loading any data (checks before work)."""
+        return list(params.attributes)
+
+    @classmethod
+    def configured_image_size(cls, params) -> int:
+        """The (square) image side a config of this dataset gives, without loading any data."""
+        return int(params.image_size)
+
     def images(self, split: str) -> Dataset:
         """Dataset of images only (items: image tensor)."""
         raise NotImplementedError

@@ -240,6 +240,14 @@ class SynthFaces(FaceAttributeData):
     def attribute_names(self) -> list[str]:
         return list(ATTRIBUTES)
 
+    @classmethod
+    def configured_attributes(cls, params) -> list[str]:
+        return list(ATTRIBUTES)
+
+    @classmethod
+    def configured_image_size(cls, params) -> int:
+        return int(params.size)
+
     @functools.cached_property
     def info(self) -> DataInfo:
         x = self._tensors()["train"]["images"]

@@ -13,6 +13,8 @@ from advlab.tasks.base import Task
 
 
 class Defense:
+    """No defense (``defense=none``): the victim as trained; the base class every defense extends."""
+
     Config = ComponentConfig
     registered_name = "defense"
     #: the paper that defines the defense ("Authors, Title, Venue Year") and its link

@@ -84,9 +84,59 @@ class PATConfig(AdvTrainingConfig):
         )
 
 
+TRANSFORMS = ("jpeg", "blur", "squeeze")
+
+
+@dataclasses.dataclass
+class InputTransformConfig(ComponentConfig):
+    transform: str = "jpeg"  # jpeg | blur | squeeze
+    jpeg_quality: int = 75
+    jpeg_gradient: str = "bpda"  # bpda (real codec forward, identity backward) | differentiable (kornia)
+    blur_kernel: int = 3
+    blur_sigma: float = 1.0
+    bits: int = 4
+    detector: bool = False  # feature squeezing's L1 detector score (transform=squeeze)
+    detector_outputs: str = "softmax"  # softmax | raw
+
+    def validate(self, key: str) -> None:
+        check(
+            self.transform in TRANSFORMS,
+            f"{key}.transform",
+            f"must be one of {TRANSFORMS} (got '{self.transform}')",
+        )
+        check(
+            1 <= self.jpeg_quality <= 100,
+            f"{key}.jpeg_quality",
+            f"must be in [1, 100] (got {self.jpeg_quality})",
+        )
+        check(
+            self.jpeg_gradient in ("bpda", "differentiable"),
+            f"{key}.jpeg_gradient",
+            f"must be bpda or differentiable (got '{self.jpeg_gradient}')",
+        )
+        check(
+            self.blur_kernel >= 1 and self.blur_kernel % 2 == 1,
+            f"{key}.blur_kernel",
+            f"must be an odd size >= 1 (got {self.blur_kernel})",
+        )
+        check(self.blur_sigma > 0, f"{key}.blur_sigma", f"must be > 0 (got {self.blur_sigma})")
+        check(1 <= self.bits <= 8, f"{key}.bits", f"must be in [1, 8] (got {self.bits})")
+        check(
+            not self.detector or self.transform == "squeeze",
+            f"{key}.detector",
+            f"the feature-squeezing detector compares with the squeezed input; set {key}.transform=squeeze",
+        )
+        check(
+            self.detector_outputs in ("softmax", "raw"),
+            f"{key}.detector_outputs",
+            f"must be softmax or raw (got '{self.detector_outputs}')",
+        )
+
+
 DEFENSES: Registry = Registry("defense", "defense")
 #: name -> (implementing module, config): the implementation is imported on first use
 DEFENSES.declare("adv_training", "advlab.defenses.adv_training", AdvTrainingConfig)
 DEFENSES.declare("asl_par", "advlab.defenses.asl_par_defense", ASLPARDefenseConfig)
+DEFENSES.declare("input_transform", "advlab.defenses.input_transform", InputTransformConfig)
 DEFENSES.declare("none", "advlab.defenses.base", ComponentConfig)
 DEFENSES.declare("pat", "advlab.defenses.pat", PATConfig)

@@ -8,14 +8,18 @@ over the whole remaining map giving the attribute logits. SemanticAdv: conv_dim 
 attributes, 112x112 images.
 
 Parameter names follow the StarGAN reference layout (``main.<i>...``, ``conv1``, ``conv2``), so published
-``*-G.ckpt`` / ``*-D.ckpt`` state dicts load directly. Instance norm always normalises with the statistics of
+``*-G.ckpt`` / ``*-D.ckpt`` state dicts load directly; SemanticAdv's released ``200000-G.ckpt`` (its
+``Generator_dissection``, layers named ``conv1``, ``norm1``, ``conv2_1`` ... ``res1`` ... ``conv4``) is mapped onto
+that layout by :func:`from_dissection_layout`. Instance norm always normalises with the statistics of
 the input (also in eval mode); the running statistics the reference layout stores are kept only so such
 checkpoints load.
 
 :class:`AttributeGenerator` wraps the network for advlab's conventions (images in [0, 1], the StarGAN
 network works in [-1, 1]) and splits it at a named feature layer into ``encode`` / ``decode`` for SemanticAdv's
-feature-map interpolation: ``res<k>`` = output of the k-th residual block (``last_res`` = the last one, the
-paper's default), ``up1`` = output of the first up-sampling block.
+feature-map interpolation at SemanticAdv's split points ``f-2`` (second down-sampling conv + norm, before its
+ReLU), ``f-1`` (after the first residual block), ``f0`` (after the last residual block, the paper's default;
+also ``last_res``), ``f1`` / ``f2`` (first / second up-sampling transposed conv + norm, before its ReLU), or
+``res<k>`` (after the k-th residual block) and ``up1`` (after the first up-sampling block's ReLU).
 """
 
 from __future__ import annotations
@@ -84,16 +88,29 @@ class StarGANGenerator(nn.Module):
 
     def split_index(self, layer: str) -> int:
         """Index into ``main`` where the named feature layer ends (encoder = ``main[:i]``)."""
-        first_res = 9
+        first_res = 9  # main: conv, norm, relu, 2 x (down conv, norm, relu), residual blocks, ...
+        after_res = first_res + self.repeat_num
+        official = {  # SemanticAdv's split points (Generator_dissection h02, h01, h0, h1, h2)
+            "f-2": 8,  # 2nd down-sampling conv + norm, before its ReLU (before the residual blocks)
+            "f-1": first_res + 1,  # after the first residual block
+            "f0": after_res,  # after the last residual block (the paper's default)
+            "f1": after_res + 2,  # 1st up-sampling transposed conv + norm, before its ReLU
+            "f2": after_res + 5,  # 2nd up-sampling transposed conv + norm, before its ReLU
+        }
+        if layer in official:
+            return official[layer]
         if layer == "last_res":
-            return first_res + self.repeat_num
-        if layer == "up1":
-            return first_res + self.repeat_num + 3
+            return after_res
+        if (
+            layer == "up1"
+        ):  # after the 1st up-sampling block's ReLU (advlab's older split; f1 is the official)
+            return after_res + 3
         if layer.startswith("res") and layer[3:].isdigit() and 1 <= int(layer[3:]) <= self.repeat_num:
             return first_res + int(layer[3:])
         raise ConfigError(
             f"feature layer '{layer}' does not exist in a StarGAN generator with {self.repeat_num} residual "
-            f"blocks; use last_res, up1 or res1..res{self.repeat_num}"
+            f"blocks; use f-2, f-1, f0, f1, f2 (SemanticAdv's split points), last_res, up1 or "
+            f"res1..res{self.repeat_num}"
         )
 
     @staticmethod
@@ -160,8 +177,35 @@ class AttributeGenerator(nn.Module):
         return (self.net.main[self.split :](f) + 1) / 2
 
 
+#: SemanticAdv's released generator (``200000-G.ckpt``) is saved from its ``Generator_dissection``: the same
+#: layers under their own names; ``main.<i>`` is the index of each in the reference ``nn.Sequential``
+DISSECTION_TO_MAIN = {
+    "conv1": 0, "norm1": 1, "conv2_1": 3, "norm2_1": 4, "conv2_2": 6, "norm2_2": 7,
+    **{f"res{k}": 8 + k for k in range(1, 7)},
+    "conv3_1": 15, "norm3_1": 16, "conv3_2": 18, "norm3_2": 19, "conv4": 21,
+}  # fmt: skip
+
+
+def from_dissection_layout(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A ``Generator_dissection`` state_dict (``conv1.weight``, ``res3.main.0.weight``, ``conv4.weight``, ...) in
+    the reference ``main.<i>`` layout; other state_dicts are returned unchanged. Every key is mapped (an unknown
+    layer name is an error), so nothing of the file is dropped."""
+    if "conv1.weight" not in state or "main.0.weight" in state:
+        return state
+    out = {}
+    for k, v in state.items():
+        layer, rest = k.split(".", 1)
+        if layer not in DISSECTION_TO_MAIN:
+            raise CheckpointError(
+                f"generator checkpoint: '{k}' is not a layer of SemanticAdv's Generator_dissection"
+            )
+        out[f"main.{DISSECTION_TO_MAIN[layer]}.{rest}"] = v
+    return out
+
+
 def checkpoint_c_dim(state: dict[str, Tensor]) -> int:
     """Number of attributes a StarGAN generator state_dict was trained with (input channels - 3)."""
+    state = from_dissection_layout(state)
     if "main.0.weight" not in state:
         raise CheckpointError(
             "generator checkpoint has no 'main.0.weight': not a StarGAN generator state_dict"
@@ -170,7 +214,9 @@ def checkpoint_c_dim(state: dict[str, Tensor]) -> int:
 
 
 def load_generator_state(net: StarGANGenerator, state: dict[str, Tensor], source: str) -> None:
-    """Load a generator state_dict, with a clear message when its attribute count or size differs."""
+    """Load a generator state_dict (reference or SemanticAdv's dissection layout), with a clear message when its
+    attribute count or size differs."""
+    state = from_dissection_layout(state)
     c_file = checkpoint_c_dim(state)
     if c_file != net.c_dim:
         raise ConfigError(

@@ -11,6 +11,8 @@ from advlab.registry import ComponentConfig
 
 
 class Tracker:
+    """No tracker (``logger=none``): metrics go to the run folder only; the base class of every tracker."""
+
     Config = ComponentConfig
     registered_name = "tracker"
 

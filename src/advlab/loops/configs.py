@@ -13,7 +13,9 @@ from advlab.registry import check
 @dataclasses.dataclass
 class EvalConfig:
     batch_size: int = 256
-    num_examples: int | None = None  # evaluate the first N test images (None = all)
+    num_examples: int | None = None  # evaluate N test images (None = all)
+    subset: str = "first"  # first | random_correct | file: which N (advlab.data.subset)
+    subset_file: str | None = None  # subset=file: .npy of test-set indices (the official JMA index files)
     grid_examples: int = 8  # adversarial examples shown in adv_examples.png (0 = no picture)
     # attack/lpips: null (off) | alex | vgg | squeeze (the lpips package's calibrated LPIPS; trunk weights from
     # TORCH_HOME) | alex_random (uncalibrated random trunk, tests only) | self (the victim's own features)
@@ -29,6 +31,16 @@ class EvalConfig:
         check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
         check(
             self.num_examples is None or self.num_examples >= 1, f"{key}.num_examples", "must be >= 1 or null"
+        )
+        check(
+            self.subset in ("first", "random_correct", "file"),
+            f"{key}.subset",
+            f"must be first, random_correct or file (got '{self.subset}')",
+        )
+        check(
+            (self.subset == "file") == (self.subset_file is not None),
+            f"{key}.subset_file",
+            f"set it exactly when {key}.subset=file (got subset={self.subset}, subset_file={self.subset_file})",
         )
 
 

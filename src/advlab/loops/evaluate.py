@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
+from advlab.data.subset import eval_loader, read_target_file
 from advlab.errors import AdvlabError
 from advlab.loops.configs import EvalConfig  # noqa: F401
 from advlab.metrics.distortion import distortion, image_quality
 from advlab.metrics.meter import Meter
+from advlab.progress import track
 from advlab.reporting.pictures import Examples
 from advlab.resume import LoopState
 from advlab.tasks.base import Task
@@ -95,9 +95,18 @@ class Evaluation:
     the attack's outcome, :meth:`result` at the end. :func:`evaluate` drives it (with resuming)."""
 
     def __init__(
-        self, model: nn.Module, task: Task, attack: Attack, params: EvalConfig, state: EvaluationState
+        self,
+        model: nn.Module,
+        task: Task,
+        attack: Attack,
+        params: EvalConfig,
+        state: EvaluationState,
+        file_targets: Tensor | None = None,
     ):
         self.model, self.task, self.attack, self.params, self.state = model, task, attack, params, state
+        self.file_targets = (
+            file_targets  # task.target_file rows, one per evaluated image (advlab.data.subset)
+        )
         self.run_attack = not isinstance(attack, NoAttack)
         self.lpips_fn = lpips_metric(params.lpips, model) if (self.run_attack and params.lpips) else None
 
@@ -115,7 +124,11 @@ class Evaluation:
 
     def attack_step(self, x: Tensor, y: Tensor, clean_out: Tensor, gen: torch.Generator) -> None:
         st, task, attack = self.state, self.task, self.attack
-        target = task.sample_targets(y, gen) if attack.targeted else None
+        if self.file_targets is not None:  # rows of the images of this batch (clean_step has counted them)
+            rows = self.file_targets[st.n_images - x.shape[0] : st.n_images]
+            target = task.targets_from_file(rows.to(x.device), y)
+        else:
+            target = task.sample_targets(y, gen) if attack.targeted else None
         if target is not None:
             st.targets.append(target.cpu())
         _sync(x.device)
@@ -194,7 +207,9 @@ def evaluate(
     evaluation continues from it, giving the same result as an uninterrupted one (the test split is read in
     a fixed order)."""
     model.eval()
-    loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
+    loader = eval_loader(model, task, data, params, device, seed + 1)  # seed + 1: not the target stream
+    targeted = not isinstance(attack, NoAttack) and attack.targeted
+    file_targets = read_target_file(task, len(loader.dataset)) if targeted else None
     if not isinstance(attack, NoAttack):
         attack.prepare(model, data)
     gen = torch.Generator().manual_seed(seed)
@@ -207,10 +222,10 @@ def evaluate(
         logger.info(f"evaluation resumes at batch {state.next_batch}")
     state.to(device)
     gen.set_state(state.generator)
-    ev = Evaluation(model, task, attack, params, state)
+    ev = Evaluation(model, task, attack, params, state, file_targets)
     last_save = time.perf_counter()
     desc = f"attack {attack.registered_name}" if ev.run_attack else "evaluate"
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not sys.stderr.isatty())
+    bar = track(loader, desc, enabled=progress)
     for i, (x, y) in enumerate(bar):
         if i < state.next_batch:
             continue

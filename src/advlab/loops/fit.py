@@ -15,19 +15,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from advlab import distributed
 from advlab.data.base import DataModule
 from advlab.defenses.base import Defense
 from advlab.errors import AdvlabError
 from advlab.loops.configs import TrainConfig  # noqa: F401
+from advlab.progress import track
 from advlab.resume import LoopState
 from advlab.tasks.base import Task
 
@@ -118,12 +117,7 @@ def fit(
             loader = data.loader("train", params.batch_size, shuffle=True, seed=epoch_seed)
         meter = task.meter()
         t0 = time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"train {epoch + 1}/{params.epochs}",
-            leave=False,
-            disable=not progress or not sys.stderr.isatty() or rank != 0,
-        )
+        bar = track(loader, f"train epoch {epoch + 1}/{params.epochs}", enabled=progress and rank == 0)
         for i, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x = data.train_transform(x, gen)

@@ -34,6 +34,7 @@ from advlab.data.faces import FaceAttributeData
 from advlab.errors import AdvlabError
 from advlab.generators.stargan import StarGANDiscriminator, StarGANGenerator
 from advlab.loops.configs import GANTrainConfig  # noqa: F401
+from advlab.progress import Progress
 from advlab.resume import LoopState
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def fit_stargan(
     seed: int,
     resume_path: Path | None = None,
     log: Callable[[dict], None] | None = None,
+    progress: bool = True,
 ) -> None:
     g.to(device).train()
     d.to(device).train()
@@ -111,6 +113,7 @@ def fit_stargan(
     all_attrs = data.attributes("train")
     stats: dict[str, float] = {}
     t0 = time.perf_counter()
+    bar = Progress(params.iters, "StarGAN training", enabled=progress, unit="iteration", initial=start)
     for it in range(start, params.iters):
         idx = _batch_index(n_train, params.batch_size, seed, it)
         x = data.load_images("train", idx).to(device) * 2 - 1
@@ -171,6 +174,7 @@ def fit_stargan(
             g_opt.step()
             stats["gan/g_loss"] = g_loss.item()
         done = it + 1
+        bar.update()
         if resume_path is not None and (done % params.checkpoint_every == 0 or done == params.iters):
             StarGANState(
                 g.state_dict(), d.state_dict(), g_opt.state_dict(), d_opt.state_dict(), done, gen.get_state()
@@ -183,5 +187,6 @@ def fit_stargan(
             logger.info(
                 f"StarGAN {done}/{params.iters}: " + ", ".join(f"{k[4:]}={v:.4g}" for k, v in stats.items())
             )
+    bar.close()
     g.eval()
     d.eval()

@@ -11,18 +11,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from advlab.attacks.universal import UniversalAttack
 from advlab.data.base import DataModule
 from advlab.errors import AdvlabError
+from advlab.progress import track
 from advlab.resume import LoopState
 from advlab.utils import frozen
 
@@ -79,12 +78,11 @@ def fit_universal(
                 "train", params.batch_size, shuffle=True, seed=int(torch.randint(2**31, (1,), generator=gen))
             )
             total, count, t0 = 0.0, 0, time.perf_counter()
-            bar = tqdm(
+            bar = track(
                 loader,
-                desc=f"{attack.registered_name} {epoch + 1}/{params.epochs}",
+                f"{attack.registered_name} epoch {epoch + 1}/{params.epochs}",
                 total=steps_per_epoch,
-                leave=False,
-                disable=not progress or not sys.stderr.isatty(),
+                enabled=progress,
             )
             for i, (x, y) in enumerate(bar):
                 if i >= steps_per_epoch:

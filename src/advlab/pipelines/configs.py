@@ -6,6 +6,7 @@ anything heavy is imported; the implementations import their config from here.""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -112,34 +113,99 @@ class RobustnessSuiteConfig(PipelineConfig):
 
 
 @dataclasses.dataclass
+class GFPRSetting:
+    """The optimiser settings used at one generating FPR (the paper's appendix: 200 steps at lr 0.05 when
+    G-FPR <= 1e-4, otherwise up to 500 steps at lr 0.01); ``None`` keeps the attack's own value."""
+
+    fpr: float = 1e-3
+    steps: int | None = None
+    lr: float | None = None
+
+
+@dataclasses.dataclass
 class SemanticAdvPipelineConfig(PipelineConfig):
     generator: StarGANConfig = dataclasses.field(default_factory=StarGANConfig)
     gan_train: GANTrainConfig = dataclasses.field(default_factory=GANTrainConfig)
-    fprs: list[float] = dataclasses.field(default_factory=lambda: [1e-3, 1e-4])
+    fprs: list[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-4, 1e-4])
     thresholds: list[float] | None = None  # given distance thresholds, one per FPR (else chosen on dev)
+    threshold_distance: str = (
+        "l2"  # l2 | squared_l2: the unit of `thresholds` (squared_l2: the official code)
+    )
+    per_fpr: list[GFPRSetting] = dataclasses.field(default_factory=list)  # steps / lr per G-FPR
     max_dev_pairs: int = 2_000_000
     num_pairs: int = 100
     pair_seed: int = 0
     batch_size: int = 16  # source images per attack batch (x the number of attributes)
     grid_examples: int = 6
-    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim config nodes
+    victim_label: str | None = None  # the generating model's id in the transfer table (None = victim.name)
+    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim nodes (+ optional label)
+    adaptive: bool = False  # attack through the defense (True) or the bare victim, scored through it (False)
+    strawman: bool = False  # pixel attack on G(x', c_new) per attribute (Table H's StrawMan [CW + x_new])
+    strawman_recon_steps: int = 300  # the StrawMan's reconstruction pre-step (SemanticAdv's)
 
     def validate(self, key: str) -> None:
         check(len(self.fprs) >= 1, f"{key}.fprs", "must list at least one FPR")
         check(all(0 < f < 1 for f in self.fprs), f"{key}.fprs", f"must be in (0, 1) (got {self.fprs})")
+        check(len(set(self.fprs)) == len(self.fprs), f"{key}.fprs", f"has duplicates ({self.fprs})")
+        check(
+            self.threshold_distance in ("l2", "squared_l2"),
+            f"{key}.threshold_distance",
+            f"must be l2 or squared_l2 (got '{self.threshold_distance}')",
+        )
         if self.thresholds is not None:
             check(
                 len(self.thresholds) == len(self.fprs),
                 f"{key}.thresholds",
                 f"needs one threshold per FPR ({len(self.fprs)}), got {len(self.thresholds)}",
             )
-            check(all(0 < t <= 2 for t in self.thresholds), f"{key}.thresholds", "must be in (0, 2]")
+            top = 2 if self.threshold_distance == "l2" else 4
+            check(
+                all(0 < t <= top for t in self.thresholds),
+                f"{key}.thresholds",
+                f"must be in (0, {top}] for {self.threshold_distance} distances (got {self.thresholds})",
+            )
+        for i, s in enumerate(self.per_fpr):
+            where = f"{key}.per_fpr[{i}]"
+            check(
+                any(math.isclose(s.fpr, f) for f in self.fprs),
+                f"{where}.fpr",
+                f"{s.fpr} is not one of pipeline.fprs {self.fprs}",
+            )
+            check(s.steps is None or s.steps >= 1, f"{where}.steps", f"must be >= 1 (got {s.steps})")
+            check(s.lr is None or s.lr > 0, f"{where}.lr", f"must be > 0 (got {s.lr})")
         check(self.num_pairs >= 1, f"{key}.num_pairs", "must be >= 1")
         check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
         check(self.max_dev_pairs >= 1, f"{key}.max_dev_pairs", "must be >= 1")
         check(self.grid_examples >= 0, f"{key}.grid_examples", "must be >= 0")
+        check(self.strawman_recon_steps >= 0, f"{key}.strawman_recon_steps", "must be >= 0")
+        for i, node in enumerate(self.transfer_victims):
+            check(
+                isinstance(node, dict) and "name" in node,
+                f"{key}.transfer_victims[{i}]",
+                "must be a victim node with a name, e.g. {name: face_resnet50, checkpoint: r50s.pt, label: R-50-S}",
+            )
+        ids = target_ids(self.transfer_victims)
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        check(
+            not dup,
+            f"{key}.transfer_victims",
+            f"labels {dup} are used twice; give every target its own label",
+        )
         self.generator.validate(f"{key}.generator")
         self.gan_train.validate(f"{key}.gan_train")
+
+
+def target_ids(nodes: list[Any]) -> list[str]:
+    """Unique ids of the transfer targets: ``label`` when given, else the victim name, suffixed ``_<index>``
+    when several unlabelled targets share that name."""
+    names = [str(n.get("name")) for n in nodes]
+    out = []
+    for i, n in enumerate(nodes):
+        if n.get("label") is not None:
+            out.append(str(n["label"]))
+        else:
+            out.append(names[i] if names.count(names[i]) == 1 else f"{names[i]}_{i}")
+    return out
 
 
 @dataclasses.dataclass

@@ -42,6 +42,7 @@ from advlab.loops.evaluate import evaluate
 from advlab.metrics.corruption import mce, relative_mce
 from advlab.pipelines.base import PIPELINES, Pipeline
 from advlab.pipelines.configs import BaselineConfig, CorruptionSuiteConfig, RobustnessSuiteConfig  # noqa: F401
+from advlab.progress import track
 from advlab.resume import LoopState
 from advlab.utils import atomic_write_text
 
@@ -113,7 +114,7 @@ class RobustnessSuite(Pipeline):
         c = self.params.corruption
         device = ctx.spec.device
         out: dict[str, Any] = {"clean": self._error(model, task, *clean, device, c.batch_size), "errors": {}}
-        for name in c.names:
+        for name in track(c.names, "common corruptions", enabled=ctx.spec.progress, unit="corruption"):
             errs = []
             for s in c.severities:
                 x, y = source.get(name, s)

@@ -91,6 +91,10 @@ class Task:
             f"task '{self.registered_name}' defines no linear target constraints (needed by JMA)"
         )
 
+    def targets_from_file(self, rows: Tensor, y: Tensor) -> Tensor:
+        """Attack targets for a batch from its rows of ``task.target_file`` (:mod:`advlab.data.subset`)."""
+        raise NotImplementedError(f"task '{self.registered_name}' reads no target file (task.target_file)")
+
     def output_code(self, target: Tensor) -> Tensor:
         """Desired sign (+-1) of every output for ``target`` (per-output hinge attacks such as ML-C&W)."""
         raise NotImplementedError(f"task '{self.registered_name}' defines no per-output target code")

@@ -8,10 +8,13 @@ from torch import Tensor
 
 from advlab.metrics.meter import Meter
 from advlab.tasks.base import TASKS, Task
+from advlab.tasks.configs import TargetFileConfig
 
 
 @TASKS.register("classification")
 class Classification(Task):
+    Config = TargetFileConfig
+
     @property
     def num_outputs(self) -> int:
         return self.info.num_classes
@@ -45,6 +48,16 @@ class Classification(Task):
         k = self.info.num_classes
         shift = torch.randint(1, k, y.shape, generator=generator, device="cpu").to(y.device)
         return (y + shift) % k
+
+    def targets_from_file(self, rows: Tensor, y: Tensor) -> Tensor:
+        """Class indices, or an error pattern over the Sylvester-Hadamard code of its length (rows in order,
+        one per class; the official one-hot GTSRB script draws its targets with ``hadamard32.npy``)."""
+        from advlab.tasks.ecoc import hadamard, targets_from_error_pattern
+
+        if rows.dim() == 1:
+            return rows.long().to(y.device)
+        code = hadamard(rows.shape[1])[: self.num_outputs]
+        return targets_from_error_pattern(rows, code, y, self.num_outputs)
 
     def check_target(self, y: Tensor, target: Tensor) -> None:
         from advlab.tasks.ecoc import check_class_targets

@@ -17,7 +17,16 @@ TARGET_MODES = ("flip", "train", "all_zero")
 
 
 @dataclasses.dataclass
-class ECOCConfig(ComponentConfig):
+class TargetFileConfig(ComponentConfig):
+    """Parameters shared by the tasks whose attack targets can come from a file (``advlab.data.subset``)."""
+
+    #: not part of a trained victim's cache key (they only decide the attack targets)
+    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_file",)
+    target_file: str | None = None  # .npy of one target row per attacked image (official JMA target files)
+
+
+@dataclasses.dataclass
+class ECOCConfig(TargetFileConfig):
     code_length: int = 16  # bits per codeword (a power of two >= the number of classes)
     decode: str = "logits"  # logits | tanh: the scores correlated with the codewords
     hinge_margin: float = 1.0
@@ -33,9 +42,9 @@ class ECOCConfig(ComponentConfig):
 
 
 @dataclasses.dataclass
-class MultiLabelConfig(ComponentConfig):
+class MultiLabelConfig(TargetFileConfig):
     #: not part of a trained victim's cache key (they only decide how attack targets are drawn)
-    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_mode", "flip_bits")
+    eval_only_fields: ClassVar[tuple[str, ...]] = ("target_mode", "flip_bits", "target_file")
     loss: str = "bce"  # bce | asl
     asl_gamma_neg: float = 4.0  # ASL focusing on negatives
     asl_gamma_pos: float = 0.0
@@ -95,9 +104,20 @@ class VerificationConfig(ComponentConfig):
 
 TASKS: Registry = Registry("task", "task")
 #: name -> (implementing module, config): the implementation is imported on first use
-TASKS.declare("classification", "advlab.tasks.classification", ComponentConfig)
+TASKS.declare("classification", "advlab.tasks.classification", TargetFileConfig)
 TASKS.declare("ecoc", "advlab.tasks.ecoc", ECOCConfig)
 TASKS.declare("multilabel", "advlab.tasks.multilabel", MultiLabelConfig)
 TASKS.declare("par", "advlab.tasks.par", PARTaskConfig)
 TASKS.declare("segmentation", "advlab.tasks.segmentation", SegmentationConfig)
 TASKS.declare("verification", "advlab.tasks.verification", VerificationConfig)
+
+#: task -> the kind of ground truth it consumes (``advlab.data.info.LABEL_KINDS``); a dataset's kind is its
+#: ``default_task``'s, so ``task.name`` must name a task of the same kind
+LABEL_KIND = {
+    "classification": "class",
+    "ecoc": "class",
+    "multilabel": "multi-hot",
+    "par": "multi-hot",
+    "segmentation": "mask",
+    "verification": "identity",
+}

@@ -71,6 +71,26 @@ def codeword_margin(scores: Tensor, codebook: Tensor, cls: Tensor, targeted: boo
     return others - own if targeted else own - others
 
 
+def targets_from_error_pattern(rows: Tensor, codebook: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """Class targets from the official JMA target files: ``[B]`` class indices as they are, or an error
+    pattern ``[B, L]`` in {-1,+1} (-1: flip that bit of the true codeword): the target is the class whose
+    codeword correlates best with ``pattern * c_y``, or ``(y + 1) mod num_classes`` where that is ``y`` (as
+    the official scripts decode them)."""
+    if rows.dim() == 1:
+        return rows.long().to(y.device)
+    codebook = codebook.to(device=y.device, dtype=torch.float32)
+    if rows.shape[1] != codebook.shape[1]:
+        raise ConfigError(
+            f"task.target_file: error patterns have {rows.shape[1]} bits but the code has {codebook.shape[1]}; "
+            "use the file written for this code length"
+        )
+    if not bool(((rows == 1) | (rows == -1)).all()):
+        raise ConfigError("task.target_file: an error pattern must hold only -1 (flip) and +1 (keep)")
+    raw = rows.float() * codebook[y]
+    target = (raw @ codebook.t()).argmax(dim=1)
+    return torch.where(target == y, (y + 1) % num_classes, target)
+
+
 def check_class_targets(y: Tensor, target: Tensor, num_classes: int) -> None:
     """Clear errors for class-index targets an attack cannot use."""
     if target.dim() != 1 or target.shape != y.shape:
@@ -144,6 +164,9 @@ class ECOC(Task):
 
     def correct(self, outputs: Tensor, y: Tensor) -> Tensor:
         return self.predict(outputs) == y
+
+    def targets_from_file(self, rows: Tensor, y: Tensor) -> Tensor:
+        return targets_from_error_pattern(rows, self.codebook, y, self.info.num_classes)
 
     def check_target(self, y: Tensor, target: Tensor) -> None:
         check_class_targets(y, target, self.info.num_classes)

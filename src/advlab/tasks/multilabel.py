@@ -188,6 +188,16 @@ class MultiLabel(Task):
     def correct(self, outputs: Tensor, y: Tensor) -> Tensor:
         return (self.predict(outputs) == y).all(dim=1)
 
+    def targets_from_file(self, rows: Tensor, y: Tensor) -> Tensor:
+        """Target label vectors ``[B, labels]`` written in {0,1} or {-1,+1} (``y_tars_*error.npy``)."""
+        if rows.dim() != 2 or rows.shape[1] != self.num_outputs:
+            raise ConfigError(
+                f"task.target_file: need [N, {self.num_outputs}] target label vectors, got rows {tuple(rows.shape)}"
+            )
+        if not bool(((rows == 0) | (rows == 1) | (rows == -1)).all()):
+            raise ConfigError("task.target_file: target label vectors must hold 0/1 or -1/+1")
+        return (rows > 0).to(y.dtype)
+
     def check_target(self, y: Tensor, target: Tensor) -> None:
         check_target_vectors(y, target, self.num_outputs)
 

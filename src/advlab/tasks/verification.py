@@ -5,7 +5,8 @@ false-positive rate (FPR) on a development split.
 Targets are embeddings ([B, D]): a *targeted* attack succeeds when ``d(x_adv, x_tgt) < threshold`` (the
 attacked image is accepted as the target identity, SemanticAdv's setting); an *untargeted* one when
 ``d(x_adv, x_src) >= threshold`` (rejected as its own identity). ``Verification.threshold`` is the threshold
-in use (set by the pipeline from the FPR, or ``task.threshold``).
+in use (``task.threshold``); :meth:`Verification.at_threshold` gives a copy of the task at another threshold (a
+pipeline scoring several FPRs builds one task per threshold instead of changing a shared one).
 
 Training (an embedding network from identity labels, no classifier weights): the supervised contrastive loss
 on normalised embeddings (Khosla et al. 2020), anchors without a positive in the batch are skipped.
@@ -15,6 +16,8 @@ Module functions: :func:`embedding_distance`, :func:`threshold_at_fpr`, :func:`p
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +95,12 @@ class Verification(Task):
     @property
     def num_outputs(self) -> int:
         return self.params.embedding_dim
+
+    def at_threshold(self, threshold: float) -> Verification:
+        """This task with the distance threshold ``threshold`` (a shallow copy; ``self`` is unchanged)."""
+        task = copy.copy(self)
+        task.threshold = float(threshold)
+        return task
 
     def predict(self, outputs: Tensor) -> Tensor:
         return F.normalize(outputs, dim=1)

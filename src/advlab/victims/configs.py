@@ -65,6 +65,17 @@ class FaceResNetConfig(VictimConfig):
 
 
 @dataclasses.dataclass
+class FaceResNet101SemanticAdvConfig(VictimConfig):
+    checkpoint: str | None = None  # res101_softmax.pth.tar as downloaded
+    mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.25, 0.25])  # (x - 0.5) * 4
+
+    def validate(self, key: str) -> None:
+        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
+        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+
+
+@dataclasses.dataclass
 class MMSegConfig(VictimConfig):
     config: str = "???"  # a config shipped in mmseg/.mim/configs (relative) or a config file path
     cfg_options: dict[str, Any] = dataclasses.field(
@@ -204,6 +215,56 @@ class ViTConfig(VictimConfig):
     pretrained: str | None = None
 
 
+@dataclasses.dataclass
+class InceptionV3Config(VictimConfig):
+    pretrained: str | None = None  # ImageNet backbone weights file
+
+
+@dataclasses.dataclass
+class SwinBConfig(VictimConfig):
+    pretrained: str | None = None  # ImageNet backbone weights file
+    width: int = 128  # embedding size of the first stage (Swin-B: 128)
+
+    def validate(self, key: str) -> None:
+        check(
+            self.width >= 32 and self.width % 32 == 0,
+            f"{key}.width",
+            f"must be a multiple of 32 (got {self.width})",
+        )
+
+
+@dataclasses.dataclass
+class VGG16ECOCConfig(VictimConfig):
+    pretrained: str | None = None  # torchvision ImageNet VGG16 state_dict
+    shared_convs: int = 6  # convolutions in the shared bottom (paper: 6)
+    branches: int | None = None  # ensemble branches h (None: one per output bit)
+    width: int = 64  # VGG16: 64
+    fc: int = 4096  # units of each branch's two fully connected layers (VGG16: 4096)
+
+    def validate(self, key: str) -> None:
+        check(
+            0 <= self.shared_convs <= 13,
+            f"{key}.shared_convs",
+            f"must be in [0, 13] (got {self.shared_convs})",
+        )
+        check(self.branches is None or self.branches >= 1, f"{key}.branches", "must be >= 1 or null")
+        check(self.width >= 1 and self.fc >= 1, key, "width and fc must be >= 1")
+
+
+@dataclasses.dataclass
+class ViTIn21kConfig(VictimConfig):
+    pretrained: str | None = None  # timm-layout ImageNet-21K (or ImageNet2K fine-tuned) checkpoint
+    width: int = 768  # hidden size (ViT-B: 768)
+    representation: bool = False  # the in21k pre-logits layer (true for the original in21k checkpoints)
+
+    def validate(self, key: str) -> None:
+        check(
+            self.width >= 64 and self.width % 64 == 0,
+            f"{key}.width",
+            f"must be a multiple of 64 (got {self.width})",
+        )
+
+
 #: PIDNet variant -> (m, n, planes, ppm_planes, head_planes), as the official ``get_pred_model``
 PIDNET_VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
     "s": (2, 3, 32, 96, 128),
@@ -274,6 +335,9 @@ VICTIMS: Registry = Registry("victim", "victim")
 VICTIMS.declare("clip_mlp", "advlab.victims.clip_mlp", CLIPMLPConfig)
 VICTIMS.declare("face_resnet101", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare("face_resnet50", "advlab.victims.face_resnet", FaceResNetConfig)
+VICTIMS.declare(
+    "face_resnet101_semanticadv", "advlab.victims.face_resnet_semanticadv", FaceResNet101SemanticAdvConfig
+)
 VICTIMS.declare("par_resnet", "advlab.victims.par_baseline", PARResNetConfig)
 VICTIMS.declare("promptpar", "advlab.victims.promptpar", PromptPARConfig)
 VICTIMS.declare("mambapar", "advlab.victims.mambapar", MambaPARConfig)
@@ -281,6 +345,10 @@ VICTIMS.declare("resnet18", "advlab.victims.resnet", ResNetConfig)
 VICTIMS.declare("resnet50", "advlab.victims.resnet50", ResNet50Config)
 VICTIMS.declare("smallcnn", "advlab.victims.smallcnn", SmallCNNConfig)
 VICTIMS.declare("vit_b16", "advlab.victims.vit", ViTConfig)
+VICTIMS.declare("inception_v3", "advlab.victims.inception_v3", InceptionV3Config)
+VICTIMS.declare("swin_b", "advlab.victims.swin_b", SwinBConfig)
+VICTIMS.declare("vgg16_ecoc", "advlab.victims.vgg16_ecoc", VGG16ECOCConfig)
+VICTIMS.declare("vit_b16_in21k", "advlab.victims.vit_in21k", ViTIn21kConfig)
 for _name, _config in MMSEG_MODELS.items():  # one config class per mmseg model: its config file as default
     VICTIMS.declare(_name, "advlab.victims.mmseg", mmseg_config(_name, _config))
 # the EOT patch paper's own victims: the checkpoints its code loads, each in its published layout
