@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.advlab-installed
+# the `oracle` extra of pyproject.toml (the authors' code the oracle tests compare against), without deps
+ORACLE := $(shell sed -n 's/^oracle = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 
 .PHONY: install run test test-fast lint bench clean
 
@@ -16,9 +18,11 @@ $(STAMP): pyproject.toml
 	@if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
 		echo "installing advlab[dev] into $(VENV) with uv"; \
 		$(BIN)/python -m uv pip install -q --python $(BIN)/python -e '.[dev]'; \
+		$(BIN)/python -m uv pip install -q --python $(BIN)/python --no-deps $(ORACLE); \
 	else \
 		echo "installing advlab[dev] into $(VENV) with pip"; \
 		$(BIN)/python -m pip install -q -e '.[dev]'; \
+		$(BIN)/python -m pip install -q --no-deps $(ORACLE); \
 	fi
 	@touch $(STAMP)
 

@@ -17,7 +17,15 @@ from advlab.tasks import TASKS
 from advlab.victims import VICTIMS
 
 OPTIONS = sorted(p.stem for p in (Path(config_dir()) / "attack").glob("*.yaml"))
-ITERATION_FIELDS = ("steps", "max_iters", "binary_search_steps", "iters", "restarts", "binary_steps")
+ITERATION_FIELDS = (
+    "steps",
+    "max_iters",
+    "binary_search_steps",
+    "iters",
+    "restarts",
+    "binary_steps",
+    "queries",
+)
 TASK_OF = {"ml_cw": "multilabel", "mla_lp": "multilabel", "sema_ml": "multilabel", "ecoc_attack": "ecoc"}
 #: options whose victim is a whole model family of its own; each is checked end to end in its pipeline's tests
 NEEDS_OWN_VICTIM = {

@@ -133,15 +133,15 @@ def test_apgd_lowers_accuracy_at_least_as_much_as_pgd_with_the_same_budget(digit
     for name, params in (
         ("pgd", {"eps": eps, "steps": steps}),
         ("apgd", {"eps": eps, "steps": steps}),
-        ("autoattack", {"eps": eps, "steps": steps, "n_target_classes": 2}),
+        ("apgd_ce_t", {"eps": eps, "steps": steps, "n_target_classes": 2}),
     ):
-        torch.manual_seed(0)  # the same random start for APGD and AutoAttack's APGD-CE stage
+        torch.manual_seed(0)  # the same random start for APGD and APGD-CE-T's APGD-CE stage
         x_adv = build(name, task, **params)(model, x, y)
         assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
         with torch.no_grad():
             accs[name] = float(task.correct(model(x_adv), y).float().mean())
     assert accs["apgd"] <= accs["pgd"]
-    assert accs["autoattack"] <= accs["apgd"]  # the worst case over APGD-CE (same start) and APGD-T
+    assert accs["apgd_ce_t"] <= accs["apgd"]  # the worst case over APGD-CE (same start) and APGD-T
     assert accs["pgd"] < 0.95  # the budget matters
 
 
@@ -166,7 +166,7 @@ def test_stadv_flow_respects_its_bound_and_defines_the_image(rgb_setup):
 
 def test_recoloradv_colour_change_respects_its_bound(rgb_setup):
     model, task, x, y = rgb_setup
-    attack = build("recoloradv", task, steps=10, bound=0.06, resolution=8)
+    attack = build("recoloradv", task, steps=10, bound=0.06, resolution=[8, 8, 8])
     x_adv = attack(model, x, y)
     assert attack.last_grid.abs().max() <= 0.06 + 1e-7
     change = (to_luv(x_adv) - to_luv(x)).abs().amax(1)
@@ -182,7 +182,30 @@ def test_jpeg_domain_roundtrip_and_bound(rgb_setup):
     d = dct_matrix()
     assert torch.allclose(d @ d.T, torch.eye(8), atol=1e-6)  # orthonormal DCT-II
     assert torch.allclose(from_coefficients(jpeg_coefficients(x), 3), x, atol=1e-4)
-    none = build("jpeg_linf", task, eps=0.0, steps=2)(model, x, y)
+    none = build("jpeg_linf", task, eps=0.0, steps=2, chroma_subsampling=False)(model, x, y)
     assert torch.allclose(none, x, atol=1e-4)
+    # 4:2:0 (the authors'): with eps 0 the result is the chroma-subsampled round trip, not the image
+    none = build("jpeg_linf", task, eps=0.0, steps=2)(model, x, y)
+    assert torch.allclose(none, from_coefficients(jpeg_coefficients(x, subsample=True), 3), atol=1e-4)
     x_adv = build("jpeg_linf", task, eps=0.125, steps=5)(model, x, y)
     assert x_adv.min() >= 0 and x_adv.max() <= 1 and (x_adv - x).abs().max() > 0
+
+
+def test_jpeg_coefficients_move_by_at_most_half_eps_quantisation_steps(rgb_setup):
+    """The authors' bound: each quantised coefficient moves by at most eps/2 (measured on mid-range images,
+    where no pixel is clipped, by re-encoding the attacked image)."""
+    from advlab.attacks.jpeg_linf import quant_table
+
+    model, task, _, y = rgb_setup
+    x = 0.45 + 0.1 * torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    eps = 0.125
+    attack = build("jpeg_linf", task, eps=eps, steps=5)
+    x_adv = attack(model, x, y)
+    assert x_adv.min() > 0 and x_adv.max() < 1
+    (ly0, ch0), (ly1, ch1) = jpeg_coefficients(x, subsample=True), jpeg_coefficients(x_adv, subsample=True)
+    steps_y = (ly1 - ly0) / quant_table(1, "cpu", torch.float32)
+    steps_c = (ch1 - ch0) / quant_table(3, "cpu", torch.float32)[:, 1:]
+    moved = torch.cat([steps_y.abs().flatten(), steps_c.abs().flatten()])
+    assert moved.max() <= eps / 2 + 1e-3
+    assert moved.max() > 0.9 * eps / 2  # signed steps reach the bound
+    assert max(float(c.abs().max()) for c in attack.last_change) <= eps / 2 + 1e-7

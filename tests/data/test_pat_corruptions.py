@@ -102,6 +102,7 @@ SUITE = (
     "~pipeline.attacks.jpeg_linf",
     "~pipeline.attacks.autoattack_l2",
     "pipeline.attacks.autoattack_linf.steps=5",
+    "pipeline.attacks.autoattack_linf.queries=100",
     "pipeline.attacks.stadv.steps=5",
     "pipeline.models.at.defense.attack.steps=2",
     "pipeline.baseline.model=undefended",  # the undefended-model normalisation (pat_digits: AlexNet)

@@ -1,44 +1,78 @@
 """Auto-PGD (Croce & Hein 2020), the gradient components of AutoAttack, in the Linf or L2 ball.
 
-APGD: start at a random point of the ball, step size ``2 * eps`` halved at checkpoints
-``w_j = ceil(p_j * steps)`` (``p_0 = 0``, ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``)
-when (1) fewer than ``rho = 0.75`` of the steps since the last checkpoint increased the objective, or (2) the
-step size was not reduced at the last checkpoint and the best objective did not change since; after a
-reduction the iterate restarts from the best point. Momentum: ``x_{k+1} = P(x_k + a (z - x_k) + (1 - a)
-(x_k - x_{k-1}))`` with ``z = P(x_k + eta * ascent(grad))`` and ``a = 0.75`` (1 for the first step).
+APGD, as in the authors' reference implementation (``fra31/auto-attack``, ``autopgd_base.py``): start at a
+random point ``x + eps * t / ||t||`` (``t`` uniform in [-1, 1] for Linf, Gaussian for L2), step size
+``eta = 2 * eps``. Momentum: ``z = P(x_k + eta * ascent(grad))``, ``x_{k+1} = P(x_k + a (z - x_k) + (1 - a)
+(x_k - x_{k-1}))`` with ``a = 0.75`` (1 for the first step). The step size is halved at the checkpoints of
+:func:`checkpoints` for the examples where (1) at most ``rho = 0.75`` of the steps since the last
+checkpoint increased the objective (``<=``, the reference's test) or (2) it was not halved at the last
+checkpoint and the best objective did not increase since; those restart from their best point and its
+gradient (the momentum term keeps the previous iterate, as in the reference).
 
-* ``apgd`` with ``loss=ce``: APGD-CE, the task's attack objective (cross-entropy for classification).
+* ``apgd`` with ``loss=ce``: APGD-CE, the task's attack objective (cross-entropy for classification);
+  ``loss=dlr``: APGD-DLR. ``eot_iter > 1`` averages the gradient over that many passes (randomised
+  defenses, AutoAttack's ``rand`` version).
 * ``apgd_t``: APGD-T, the targeted DLR loss ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` against each of
-  the ``n_target_classes`` highest-scoring wrong classes in turn (one run per target class).
-* ``autoattack``: APGD-CE, then APGD-T on the examples still not fooled: the worst case over both.
-  (The full AutoAttack also runs FAB-T and Square; these are not part of advlab's AutoAttack.)
+  the ``n_target_classes`` highest-scoring wrong classes in turn (at the clean image).
+* ``apgd_ce_t``: APGD-CE, then APGD-T on the examples still not fooled: the worst case over both (the
+  two-stage evaluation PAT's tables call "AutoAttack"; the full AutoAttack is :mod:`advlab.attacks.autoattack`).
 
+``restarts`` random restarts, each only on the examples not fooled yet (for APGD-T: per target class).
 Classification only for the DLR losses (they read sorted logits). An example keeps the first iterate that
 fools the model; otherwise the iterate with the highest objective.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 
 import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
-from advlab.attacks.configs import APGDConfig, APGDTConfig, AutoAttackConfig  # noqa: F401
+from advlab.attacks.configs import APGDConfig, APGDTConfig  # noqa: F401
 from advlab.attacks.perturbation import ascent_direction, lp_norm, project
+from advlab.errors import ConfigError
+
+PAPER = (
+    "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free "
+    "attacks, ICML 2020"
+)
+URL = "https://arxiv.org/abs/2003.01690"
 
 
 def checkpoints(steps: int) -> list[int]:
-    """The iterations at which APGD may halve its step size."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p[1:] if q <= 1})
+    """The iterations after which APGD may halve its step size: the reference's integer schedule.
+
+    The first interval is ``max(int(0.22 N), 1)`` steps, each next one ``max(int(0.03 N), 1)`` shorter, but
+    never below ``max(int(0.06 N), 1)``. For ``N = 100``: 22, 41, 57, 70, 80, 87, 93, 99. (The paper writes
+    the same schedule as fractions ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)`` of ``N``; the reference
+    code, which we follow, rounds the intervals down instead of the positions up.)
+    """
+    first, decrement, floor = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    marks, pos, interval = [], 0, first
+    while pos + interval <= steps:
+        pos += interval
+        marks.append(pos)
+        interval = max(interval - decrement, floor)
+    return marks
+
+
+def require_class_logits(task, key: str, what: str) -> None:
+    """ConfigError unless the task's outputs are single-label class logits (the DLR losses, FAB and
+    Square's margin read them)."""
+    from advlab.tasks.classification import Classification
+
+    if not isinstance(task, Classification):
+        raise ConfigError(
+            f"{key}: {what} needs single-label class logits, but the task is "
+            f"'{task.registered_name}'; use task=classification or an attack on the task's objective "
+            "(e.g. attack=apgd_ce, attack=pgd_linf)"
+        )
 
 
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Untargeted DLR (to maximise)."""
+    """Untargeted DLR (to maximise): ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)``."""
     srt, _ = logits.sort(dim=1)
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
@@ -57,7 +91,24 @@ def _view(v: Tensor, like: Tensor) -> Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
+def top_wrong_classes(logits: Tensor, y: Tensor, k: int) -> Tensor:
+    """``[B, k]``: the ``k`` highest-scoring classes other than ``y``, best first (APGD-T's and FAB-T's
+    targets; the reference takes ranks 2.. of the clean scores, which skips ``y`` on the correctly
+    classified examples these attacks run on)."""
+    ranking = logits.sort(dim=1, descending=True)[1]
+    others = ranking[ranking != y[:, None]].view(y.shape[0], -1)
+    return others[:, :k]
+
+
 class _APGDBase(Attack):
+    paper = PAPER
+    url = URL
+
+    def __init__(self, params, task):
+        super().__init__(params, task)
+        if params.loss == "dlr" or isinstance(params, APGDTConfig):
+            require_class_logits(task, f"attack.name={self.registered_name}", "the DLR loss")
+
     @property
     def norm(self) -> str:  # type: ignore[override]
         return self.params.norm
@@ -86,8 +137,8 @@ class _APGDBase(Attack):
         loss_target: Tensor | None,
         success_target: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        """APGD on the examples not already fooled at ``x`` (the others are returned as they are); returns
-        (adversarial images, fooled)."""
+        """One APGD run on the examples not already fooled at ``x`` (the others are returned as they are);
+        returns (adversarial images, fooled)."""
         with torch.no_grad():
             fooled = self.task.success(model(x), y, success_target)
         x_adv = x.clone()
@@ -111,10 +162,12 @@ class _APGDBase(Attack):
 
         def loss_grad(xa: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             xa = xa.detach().requires_grad_(True)
-            out = model(xa)
-            loss = loss_fn(out)
-            (g,) = torch.autograd.grad(loss.sum(), xa)
-            return loss.detach(), g, success_fn(out.detach())
+            grad = torch.zeros_like(xa)
+            for _ in range(p.eot_iter):  # EOT: the mean gradient; loss and success of the last pass
+                out = model(xa)
+                loss = loss_fn(out)
+                grad += torch.autograd.grad(loss.sum(), xa)[0]
+            return loss.detach(), grad / p.eot_iter, success_fn(out.detach())
 
         x_cur = self._random_start(x)
         loss, grad, succ = loss_grad(x_cur)
@@ -126,7 +179,9 @@ class _APGDBase(Attack):
         reduced_last = torch.ones(n, dtype=torch.bool, device=x.device)
         loss_best_at_mark = loss_best.clone()
         last_mark = 0
-        loss_prev = loss.clone()
+        # the reference compares the first step's objective with its (zero-initialised) loss history, not
+        # with the objective at the start point
+        loss_prev = torch.zeros_like(loss)
         for k in range(p.steps):
             z = self._project(x, x_cur + _view(eta, x) * ascent_direction(grad, p.norm))
             a = 1.0 if k == 0 else p.momentum
@@ -143,19 +198,19 @@ class _APGDBase(Attack):
             x_best[better], loss_best[better], grad_best[better] = x_cur[better], loss[better], grad[better]
             if k + 1 in marks:
                 h = k + 1 - last_mark
-                cond1 = increases < p.rho * h
-                cond2 = ~reduced_last & (loss_best_at_mark >= loss_best)
-                reduce = cond1 | cond2
+                oscillating = increases <= p.rho * h
+                stalled = ~reduced_last & (loss_best_at_mark >= loss_best)
+                reduce = oscillating | stalled
                 eta = torch.where(reduce, eta / 2, eta)
-                # restart the reduced examples from their best point
+                # the reduced examples continue from their best point; x_prev is kept (reference)
                 x_cur = torch.where(_view(reduce, x), x_best, x_cur)
                 grad = torch.where(_view(reduce, x), grad_best, grad)
-                x_prev = torch.where(_view(reduce, x), x_best, x_prev)
                 reduced_last = reduce
                 loss_best_at_mark = loss_best.clone()
                 increases.zero_()
                 last_mark = k + 1
         x_out[~fooled] = x_best[~fooled]
+        self.last_step_size = eta  # per example, after the last checkpoint (diagnostics)
         return x_out, fooled
 
 
@@ -163,68 +218,65 @@ class _APGDBase(Attack):
 class APGD(_APGDBase):
     """APGD-CE (or untargeted DLR with ``loss=dlr``); targeted with the task's targets when ``targeted``."""
 
-    paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
-    url = "https://arxiv.org/abs/2003.01690"
-
     Config = APGDConfig
 
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    def restarted_runs(
+        self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, x_adv: Tensor, todo: Tensor
+    ) -> Tensor:
+        """``restarts`` runs, each on the examples of ``todo`` not fooled yet; fills ``x_adv`` and clears
+        ``todo`` where an example is fooled."""
         p = self.params
-        x_adv = x.clone()
-        todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(p.restarts):  # restarts only for the examples not fooled yet
+        for _ in range(p.restarts):
             idx = todo.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             tt = None if target is None else target[idx]
             xr, fooled = self.run(model, x[idx], y[idx], p.loss, tt, tt)
-            x_adv[idx] = xr
+            x_adv[idx] = xr  # fooled: the fooling iterate; otherwise this run's best
             todo[idx[fooled]] = False
         return x_adv
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        return self.restarted_runs(model, x, y, target, x.clone(), todo)
 
 
 @ATTACKS.register("apgd_t")
 class APGDT(_APGDBase):
-    paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
-    url = "https://arxiv.org/abs/2003.01690"
+    """APGD-T: targeted DLR against each of the ``n_target_classes`` highest wrong classes in turn."""
+
     Config = APGDTConfig
 
     def targeted_runs(self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, todo: Tensor) -> Tensor:
+        """For each target rank, ``restarts`` runs on the examples of ``todo`` not fooled yet; fills ``x_adv``
+        and clears ``todo`` where an example is fooled."""
         p = self.params
         with torch.no_grad():
-            ranking = model(x).sort(dim=1, descending=True)[1]  # classes by clean score
-        k = min(p.n_target_classes, ranking.shape[1] - 1)
-        for t in range(k):
+            targets = top_wrong_classes(model(x), y, p.n_target_classes)  # by clean score
+        for t in range(targets.shape[1]):
             for _ in range(p.restarts):
                 idx = todo.nonzero().squeeze(1)
                 if idx.numel() == 0:
                     return x_adv
-                yy = y[idx]
-                rank = ranking[idx]
-                # the (t+1)-th highest class other than y
-                others = rank[rank != yy[:, None]].view(idx.numel(), -1)
-                tt = others[:, t]
-                xr, fooled = self.run(model, x[idx], yy, "dlr", tt, None)
+                xr, fooled = self.run(model, x[idx], y[idx], "dlr", targets[idx, t], None)
                 x_adv[idx[fooled]] = xr[fooled]
                 todo[idx[fooled]] = False
         return x_adv
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        if y.dim() != 1:
-            raise ValueError("apgd_t: the targeted DLR loss needs single-label classification outputs")
         todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         return self.targeted_runs(model, x, y, x.clone(), todo)
 
 
-@ATTACKS.register("autoattack")
-class AutoAttack(APGDT):
-    """APGD-CE, then APGD-T on the examples it did not fool (the worst case over both)."""
+@ATTACKS.register("apgd_ce_t")
+class APGDCET(APGDT):
+    """APGD-CE, then APGD-T on the examples it did not fool (the worst case over both; ``restarts`` in both)."""
 
-    paper = "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, ICML 2020"
-    url = "https://arxiv.org/abs/2003.01690"
-
-    Config = AutoAttackConfig
+    Config = APGDTConfig
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        xr, fooled = self.run(model, x, y, "ce", None, None)
-        return self.targeted_runs(model, x, y, xr, ~fooled)
+        p = self.params
+        ce = APGD(dataclasses.replace(p, loss="ce"), self.task)
+        todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        x_adv = ce.restarted_runs(model, x, y, None, x.clone(), todo)
+        return self.targeted_runs(model, x, y, x_adv, todo)

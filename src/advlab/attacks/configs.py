@@ -17,30 +17,12 @@ EOT_LOSSES = ("correct", "all", "gamma")  # eot_patch: the loss over the pixels
 
 
 NORMS = ("linf", "l2")
+VERSIONS = ("standard", "plus", "rand")  # AutoAttack
 
 
 @dataclasses.dataclass
 class AttackConfig(ComponentConfig):
     targeted: bool = False  # targets drawn by the task (e.g. a random wrong class), seeded
-
-
-@dataclasses.dataclass
-class APGDConfig(AttackConfig):
-    norm: str = "linf"
-    eps: float = 8 / 255
-    steps: int = 100
-    restarts: int = 1
-    loss: str = "ce"  # ce (the task's objective) | dlr
-    rho: float = 0.75
-    momentum: float = 0.75
-
-    def validate(self, key: str) -> None:
-        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
-        check(self.loss in ("ce", "dlr"), f"{key}.loss", f"must be ce or dlr (got '{self.loss}')")
-        check(0 < self.rho < 1, f"{key}.rho", "must be in (0, 1)")
 
 
 @dataclasses.dataclass
@@ -124,18 +106,6 @@ class JMAConfig(AttackConfig):
 
 
 @dataclasses.dataclass
-class JPEGLinfConfig(AttackConfig):
-    eps: float = 0.125
-    steps: int = 100
-    step_size: float | None = None  # default 2.5 * eps / steps
-    random_start: bool = True
-
-    def validate(self, key: str) -> None:
-        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-
-
-@dataclasses.dataclass
 class LOTSConfig(AttackConfig):
     targeted: bool = True
     max_iters: int = 2000
@@ -216,22 +186,6 @@ class PGDConfig(AttackConfig):
 
 
 @dataclasses.dataclass
-class ReColorAdvConfig(AttackConfig):
-    bound: float = 0.06
-    steps: int = 100
-    step_size: float | None = None  # default 2.5 * bound / steps
-    resolution: int = 16  # grid points per colour axis
-    smoothness: float = 0.0
-    kappa: float = 1.0
-
-    def validate(self, key: str) -> None:
-        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.resolution >= 2, f"{key}.resolution", f"must be >= 2 (got {self.resolution})")
-        check(self.smoothness >= 0, f"{key}.smoothness", "must be >= 0")
-
-
-@dataclasses.dataclass
 class SemAMLConfig(AttackConfig):
     targeted: bool = True
     max_iters: int = 300  # n_it,max (the JMA paper: 300, following the official code)
@@ -293,21 +247,6 @@ class SemanticAdvConfig(AttackConfig):
 
 
 @dataclasses.dataclass
-class StAdvConfig(AttackConfig):
-    bound: float = 0.05
-    steps: int = 100
-    step_size: float | None = None  # default 2.5 * bound / steps
-    smoothness: float = 0.005
-    kappa: float = 1.0  # margin objective min(-margin, kappa)
-
-    def validate(self, key: str) -> None:
-        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
-        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.smoothness >= 0, f"{key}.smoothness", f"must be >= 0 (got {self.smoothness})")
-        check(self.step_size is None or self.step_size > 0, f"{key}.step_size", "must be > 0 or null")
-
-
-@dataclasses.dataclass
 class UniversalConfig(AttackConfig):
     epochs: int = 5  # passes over the training split
     batch_size: int = 32
@@ -327,17 +266,6 @@ class UniversalConfig(AttackConfig):
         if self.perturbation_path:
             path = Path(os.path.expanduser(self.perturbation_path))
             check(path.is_file(), f"{key}.perturbation_path", f"file '{path}' does not exist")
-
-
-@dataclasses.dataclass
-class APGDTConfig(APGDConfig):
-    loss: str = "dlr"
-    n_target_classes: int = 9
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
-        check(not self.targeted, f"{key}.targeted", "APGD-T picks its own targets; must be false")
 
 
 @dataclasses.dataclass
@@ -501,8 +429,180 @@ class UniversalLinfConfig(UniversalConfig):
 
 
 @dataclasses.dataclass
-class AutoAttackConfig(APGDTConfig):
-    pass
+class APGDConfig(AttackConfig):
+    norm: str = "linf"
+    eps: float = 8 / 255
+    steps: int = 100
+    restarts: int = 1
+    loss: str = "ce"  # ce (the task's objective) | dlr
+    rho: float = 0.75
+    momentum: float = 0.75
+    eot_iter: int = 1  # gradient averaged over this many passes (randomised defenses)
+
+    def validate(self, key: str) -> None:
+        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
+        check(self.loss in ("ce", "dlr"), f"{key}.loss", f"must be ce or dlr (got '{self.loss}')")
+        check(0 < self.rho < 1, f"{key}.rho", f"must be in (0, 1) (got {self.rho})")
+        check(0 < self.momentum <= 1, f"{key}.momentum", f"must be in (0, 1] (got {self.momentum})")
+        check(self.eot_iter >= 1, f"{key}.eot_iter", f"must be >= 1 (got {self.eot_iter})")
+
+
+@dataclasses.dataclass
+class APGDTConfig(APGDConfig):
+    loss: str = "dlr"
+    n_target_classes: int = 9
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
+        check(not self.targeted, f"{key}.targeted", "APGD-T picks its own targets; must be false")
+
+
+@dataclasses.dataclass
+class FABConfig(AttackConfig):
+    norm: str = "linf"
+    eps: float = 8 / 255  # the bound an adversarial point must meet to count
+    steps: int = 100
+    restarts: int = 1  # restarts after the first start from a random point at eps/2
+    alpha_max: float = 0.1
+    eta: float = 1.05  # overshoot of the projection
+    beta: float = 0.9  # backward step after an adversarial point
+
+    def validate(self, key: str) -> None:
+        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
+        check(0 <= self.alpha_max <= 1, f"{key}.alpha_max", f"must be in [0, 1] (got {self.alpha_max})")
+        check(self.eta >= 1, f"{key}.eta", f"must be >= 1 (got {self.eta})")
+        check(0 < self.beta < 1, f"{key}.beta", f"must be in (0, 1) (got {self.beta})")
+
+
+@dataclasses.dataclass
+class FABTConfig(FABConfig):
+    n_target_classes: int = 9
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
+        check(not self.targeted, f"{key}.targeted", "FAB-T picks its own targets; must be false")
+
+
+@dataclasses.dataclass
+class SquareConfig(AttackConfig):
+    norm: str = "linf"
+    eps: float = 8 / 255
+    queries: int = 5000  # iterations (one query each) per restart
+    restarts: int = 1
+    p_init: float = 0.8
+    loss: str = "margin"  # margin | ce
+    rescale_schedule: bool = False  # AutoAttack's setting; the standalone reference default is true
+    compact_every: int = 16  # drop the fooled examples from the batch every this many iterations
+
+    def validate(self, key: str) -> None:
+        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.queries >= 1, f"{key}.queries", f"must be >= 1 (got {self.queries})")
+        check(self.restarts >= 1, f"{key}.restarts", f"must be >= 1 (got {self.restarts})")
+        check(0 < self.p_init <= 1, f"{key}.p_init", f"must be in (0, 1] (got {self.p_init})")
+        check(self.loss in ("margin", "ce"), f"{key}.loss", f"must be margin or ce (got '{self.loss}')")
+        check(self.compact_every >= 1, f"{key}.compact_every", f"must be >= 1 (got {self.compact_every})")
+
+
+@dataclasses.dataclass
+class AutoAttackConfig(AttackConfig):
+    norm: str = "linf"
+    eps: float = 8 / 255
+    version: str = "standard"  # standard | plus | rand
+    steps: int = 100  # APGD and FAB iterations
+    n_target_classes: int = 9  # APGD-T and FAB-T
+    queries: int = 5000  # Square
+    p_init: float = 0.8  # Square
+    restarts: int | None = None  # every stage's restarts (null: the version's)
+    eot_iter: int = 20  # version rand: EOT passes per APGD gradient
+    seed: int | None = None  # re-seed before each stage (the reference's seed); null: the run's stream
+
+    def validate(self, key: str) -> None:
+        check(self.norm in NORMS, f"{key}.norm", f"must be one of {NORMS} (got '{self.norm}')")
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.version in VERSIONS, f"{key}.version", f"must be one of {VERSIONS} (got '{self.version}')")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.n_target_classes >= 1, f"{key}.n_target_classes", "must be >= 1")
+        check(self.queries >= 1, f"{key}.queries", f"must be >= 1 (got {self.queries})")
+        check(
+            self.restarts is None or self.restarts >= 1,
+            f"{key}.restarts",
+            f"must be >= 1 or null ({self.restarts})",
+        )
+        check(self.eot_iter >= 1, f"{key}.eot_iter", f"must be >= 1 (got {self.eot_iter})")
+        check(
+            not self.targeted, f"{key}.targeted", "AutoAttack is untargeted (APGD-T/FAB-T pick their targets)"
+        )
+
+
+@dataclasses.dataclass
+class ReColorAdvConfig(AttackConfig):
+    bound: float = 0.06  # Linf bound of the colour offsets, in the scaled CIELUV space
+    steps: int = 100
+    resolution: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 32])  # grid points on L, u, v
+    smoothness: float | None = None  # weight of the grid smoothness; null: the authors' 0.0036 / bound
+    kappa: float | None = None  # margin cap; null: uncapped (the authors')
+    optimizer: str = "adam"  # adam (the authors') | sign (signed steps of step_size)
+    lr: float = 0.001  # Adam learning rate (the authors')
+    step_size: float | None = None  # optimizer=sign: default 2.5 * bound / steps
+
+    def validate(self, key: str) -> None:
+        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(
+            len(self.resolution) == 3 and all(r >= 2 for r in self.resolution),
+            f"{key}.resolution",
+            f"must be three grid sizes >= 2 for L, u, v, e.g. [16, 32, 32] (got {self.resolution})",
+        )
+        check(self.smoothness is None or self.smoothness >= 0, f"{key}.smoothness", "must be >= 0 or null")
+        check(self.kappa is None or self.kappa > 0, f"{key}.kappa", f"must be > 0 or null (got {self.kappa})")
+        check(
+            self.optimizer in ("adam", "sign"), f"{key}.optimizer", f"must be adam or sign ({self.optimizer})"
+        )
+        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
+
+
+@dataclasses.dataclass
+class StAdvConfig(AttackConfig):
+    bound: float = 0.05
+    steps: int = 100
+    smoothness: float | None = None  # weight of the flow loss; null: the authors' 0.0025 / bound
+    kappa: float | None = None  # margin cap; null: uncapped (the authors')
+    optimizer: str = "adam"  # adam (the authors') | sign
+    lr: float = 0.01  # Adam learning rate (the authors')
+    step_size: float | None = None  # optimizer=sign: default 2.5 * bound / steps
+
+    def validate(self, key: str) -> None:
+        check(self.bound >= 0, f"{key}.bound", f"must be >= 0 (got {self.bound})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
+        check(self.smoothness is None or self.smoothness >= 0, f"{key}.smoothness", "must be >= 0 or null")
+        check(self.kappa is None or self.kappa > 0, f"{key}.kappa", f"must be > 0 or null (got {self.kappa})")
+        check(
+            self.optimizer in ("adam", "sign"), f"{key}.optimizer", f"must be adam or sign ({self.optimizer})"
+        )
+        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
+        check(self.step_size is None or self.step_size > 0, f"{key}.step_size", "must be > 0 or null")
+
+
+@dataclasses.dataclass
+class JPEGLinfConfig(AttackConfig):
+    eps: float = 0.125  # the authors' bound: coefficients move by at most eps/2 quantisation steps
+    steps: int = 100
+    step_size: float | None = None  # default eps / sqrt(steps) (the authors')
+    random_start: bool = True
+    chroma_subsampling: bool = True  # 4:2:0 (the authors'); false: Cb and Cr at full resolution
+
+    def validate(self, key: str) -> None:
+        check(self.eps >= 0, f"{key}.eps", f"must be >= 0 (got {self.eps})")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
 
 
 @dataclasses.dataclass
@@ -538,11 +638,14 @@ ATTACKS: Registry = Registry("attack", "attack")
 ATTACKS.declare("apgd", "advlab.attacks.apgd", APGDConfig)
 ATTACKS.declare("apgd_t", "advlab.attacks.apgd", APGDTConfig)
 ATTACKS.declare("asl_par", "advlab.attacks.asl_par", ASLPARConfig)
-ATTACKS.declare("autoattack", "advlab.attacks.apgd", AutoAttackConfig)
+ATTACKS.declare("apgd_ce_t", "advlab.attacks.apgd", APGDTConfig)
+ATTACKS.declare("autoattack", "advlab.attacks.autoattack", AutoAttackConfig)
 ATTACKS.declare("cw_l2", "advlab.attacks.cw", CWL2Config)
 ATTACKS.declare("di_fgsm", "advlab.attacks.di_fgsm", DIFGSMConfig)
 ATTACKS.declare("ecoc_attack", "advlab.attacks.ecoc_attack", ECOCAttackConfig)
 ATTACKS.declare("eot_patch", "advlab.attacks.eot_patch", EOTPatchConfig)
+ATTACKS.declare("fab", "advlab.attacks.fab", FABConfig)
+ATTACKS.declare("fab_t", "advlab.attacks.fab", FABTConfig)
 ATTACKS.declare("fast_lpa", "advlab.attacks.lpa", FastLPAConfig)
 ATTACKS.declare("fgsm", "advlab.attacks.fgsm", FGSMConfig)
 ATTACKS.declare("jma", "advlab.attacks.jma", JMAConfig)
@@ -558,5 +661,6 @@ ATTACKS.declare("ppgd", "advlab.attacks.ppgd", PPGDConfig)
 ATTACKS.declare("recoloradv", "advlab.attacks.recoloradv", ReColorAdvConfig)
 ATTACKS.declare("sema_ml", "advlab.attacks.sema_ml", SemAMLConfig)
 ATTACKS.declare("semantic_adv", "advlab.attacks.semantic_adv", SemanticAdvConfig)
+ATTACKS.declare("square", "advlab.attacks.square", SquareConfig)
 ATTACKS.declare("stadv", "advlab.attacks.stadv", StAdvConfig)
 ATTACKS.declare("universal_linf", "advlab.attacks.universal_noise", UniversalLinfConfig)

@@ -1,12 +1,16 @@
-"""JPEG-Linf (Kang et al. 2019, used by Laidlaw et al. 2021 on ImageNet-100): a perturbation of the image's
-JPEG coefficients.
+"""JPEG-Linf (Kang et al. 2019, used by Laidlaw et al. 2021): a perturbation of the image's JPEG
+coefficients, as the authors' code (``advex_uar/attacks/jpeg.py``, ``jpeg_attack.py``) defines it.
 
-The image is converted to YCbCr (0-255 scale, kornia) and to 8x8 block DCT coefficients per channel (the
-orthonormal DCT-II of JPEG); the perturbation is added to the coefficients in units of the JPEG quantisation
-step (the standard quality-50 luminance table for Y, chrominance table for Cb/Cr): ``C~ = C + Q * delta``
-with ``||delta||_inf <= eps`` (0.125), then the inverse DCT and colour conversion give the image (clipped to
-[0, 1]). PGD with signed steps and a random start inside the box. Image sides must be multiples of 8; grey
-images use the luminance table only.
+The image (0-255 scale) is converted to YCbCr (JPEG, full range); with ``chroma_subsampling`` (4:2:0, the
+authors') Cb and Cr are averaged over 2x2 pixels; each channel is split into 8x8 blocks and transformed by
+the orthonormal DCT-II; the coefficients divided by the quality-50 quantisation tables (luminance for Y,
+chrominance for Cb/Cr) are moved by ``(eps / 2) * r`` with ``||r||_inf <= 1``: the authors' ``eps`` allows a
+change of half that many quantisation steps per coefficient (their "noisy rounding" ``c + eps (u - 0.5)``
+with ``u = 0.5 + 0.5 r``). Then dequantisation, inverse DCT, chroma upsampled by repetition, RGB, clipped to
+[0, 1]. With 4:2:0 the round trip itself is lossy (the chroma resolution halves), as in the authors' code.
+PGD with signed steps of ``step_size`` (default ``eps / sqrt(steps)``, the authors') on ``r`` scaled by eps,
+from a uniform random start. Image sides are padded (replicate) to multiples of 16 (8 without
+subsampling); grey images use the luminance table only.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
-from advlab.attacks.configs import JPEGLinfConfig  # noqa: F401
+from advlab.attacks.configs import JPEGLinfConfig
 
 # ITU-T T.81 Annex K quantisation tables (quality 50)
 LUMA_Q = [
@@ -59,20 +63,32 @@ def from_blocks(b: Tensor) -> Tensor:
     return b.permute(0, 1, 2, 4, 3, 5).reshape(n, c, hb * 8, wb * 8)
 
 
-def jpeg_coefficients(x: Tensor) -> Tensor:
-    """Block DCT of the level-shifted YCbCr image (0-255 scale), [N, C, H/8, W/8, 8, 8]."""
+def jpeg_coefficients(x: Tensor, subsample: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Block DCT of the level-shifted YCbCr image (0-255 scale): [N, C, H/8, W/8, 8, 8]; with ``subsample``
+    (RGB only) the pair (luma [N, 1, H/8, W/8, 8, 8], chroma of the 2x2-averaged Cb, Cr [N, 2, H/16, ...])."""
     import kornia  # imported lazily: kornia takes seconds to import
 
     ycc = kornia.color.rgb_to_ycbcr(x) if x.shape[1] == 3 else x
     d = dct_matrix(device=x.device, dtype=x.dtype)
-    return d @ to_blocks(ycc * 255 - 128) @ d.T
+    if not (subsample and x.shape[1] == 3):
+        return d @ to_blocks(ycc * 255 - 128) @ d.T
+    luma, chroma = ycc[:, :1], F.avg_pool2d(ycc[:, 1:], 2)
+    return d @ to_blocks(luma * 255 - 128) @ d.T, d @ to_blocks(chroma * 255 - 128) @ d.T
 
 
-def from_coefficients(coef: Tensor, channels: int) -> Tensor:
+def from_coefficients(coef: Tensor | tuple[Tensor, Tensor], channels: int) -> Tensor:
+    """Inverse of :func:`jpeg_coefficients` (subsampled chroma upsampled by repetition), clipped to [0, 1]."""
     import kornia
 
-    d = dct_matrix(device=coef.device, dtype=coef.dtype)
-    ycc = (from_blocks(d.T @ coef @ d) + 128) / 255
+    def image(c: Tensor) -> Tensor:
+        d = dct_matrix(device=c.device, dtype=c.dtype)
+        return (from_blocks(d.T @ c @ d) + 128) / 255
+
+    if isinstance(coef, tuple):
+        chroma = image(coef[1]).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+        ycc = torch.cat([image(coef[0]), chroma], 1)
+    else:
+        ycc = image(coef)
     return (kornia.color.ycbcr_to_rgb(ycc) if channels == 3 else ycc).clamp(0, 1)
 
 
@@ -86,28 +102,44 @@ def quant_table(channels: int, device, dtype) -> Tensor:
 
 @ATTACKS.register("jpeg_linf")
 class JPEGLinf(Attack):
-    paper = "Kang, Sun, Hendrycks, Brown & Steinhardt, Testing Robustness Against Unforeseen Adversaries, arXiv 2019"
-    url = "https://arxiv.org/abs/1908.08016"
+    """JPEG-Linf: each JPEG coefficient moves by at most eps/2 quantisation steps (4:2:0 chroma)."""
+
     Config = JPEGLinfConfig
     norm = None
+    paper = "Kang, Sun, Hendrycks, Brown & Steinhardt, Testing Robustness Against Unforeseen Adversaries, arXiv 2019"
+    url = "https://arxiv.org/abs/1908.08016"
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         p = self.params
         n, c, h, w = x.shape
-        pad_h, pad_w = (-h) % 8, (-w) % 8
+        sub = p.chroma_subsampling and c == 3
+        m = 16 if sub else 8
+        pad_h, pad_w = (-h) % m, (-w) % m
         xp = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-        alpha = p.step_size if p.step_size is not None else 2.5 * p.eps / p.steps
-        coef = jpeg_coefficients(xp)
-        q = quant_table(c, x.device, x.dtype)
-        delta = torch.empty_like(coef).uniform_(-p.eps, p.eps) if p.random_start else torch.zeros_like(coef)
+        alpha = p.step_size if p.step_size is not None else p.eps / math.sqrt(p.steps)
+        coef = jpeg_coefficients(xp, subsample=sub)
+        parts = coef if sub else (coef,)
+        tables = (
+            (quant_table(1, x.device, x.dtype), quant_table(3, x.device, x.dtype)[:, 1:])
+            if sub
+            else (quant_table(c, x.device, x.dtype),)
+        )
 
-        def image(dl: Tensor) -> Tensor:
-            return from_coefficients(coef + q * dl, c)[:, :, :h, :w]
+        def start(t: Tensor) -> Tensor:  # r scaled by eps: in [-eps, eps]
+            return torch.empty_like(t).uniform_(-p.eps, p.eps) if p.random_start else torch.zeros_like(t)
+
+        rs = [start(t) for t in parts]
+
+        def image(rr: list[Tensor]) -> Tensor:
+            # coefficient / Q moves by (eps / 2) * (r / eps) = r / 2 quantisation steps
+            moved = [t + q * r / 2 for t, q, r in zip(parts, tables, rr)]
+            return from_coefficients(tuple(moved) if sub else moved[0], c)[:, :, :h, :w]
 
         for _ in range(p.steps):
-            dl = delta.detach().requires_grad_(True)
-            out = model(image(dl))
-            (grad,) = torch.autograd.grad(self.task.attack_loss(out, y, target).sum(), dl)
-            delta = (delta + alpha * grad.sign()).clamp_(-p.eps, p.eps)
+            rr = [r.detach().requires_grad_(True) for r in rs]
+            out = model(image(rr))
+            grads = torch.autograd.grad(self.task.attack_loss(out, y, target).sum(), rr)
+            rs = [(r + alpha * g.sign()).clamp_(-p.eps, p.eps) for r, g in zip(rs, grads)]
+        self.last_change = [r / 2 for r in rs]  # coefficient change in quantisation steps (<= eps / 2)
         with torch.no_grad():
-            return image(delta)
+            return image(rs)

@@ -1,0 +1,163 @@
+"""Oracle tests: advlab's attacks against the authors' implementations (torchattacks 3.5.1 carries the
+AutoAttack authors' APGD, APGD-T, FAB, Square and AutoAttack; installed by ``make install`` from the
+``oracle`` extra) on the same tiny digits victim, the same images and the same seeds.
+
+Where both draw the same random numbers (APGD, APGD-T, FAB, Linf Square: the same CPU stream in the same
+order) the per-example outcome must be the same. L2 Square draws one sign per example still attacked: it
+matches the reference when the fooled examples leave the batch at every iteration (``compact_every=1``; the
+default drops them every 16 iterations, which changes the number of signs drawn, not the distribution)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from oracle_helpers import tiny_victim
+
+from advlab.attacks.base import ATTACKS
+
+torchattacks = pytest.importorskip(
+    "torchattacks", reason="the oracle extra (make install) provides torchattacks"
+)
+
+N = 64
+
+
+@pytest.fixture(scope="module")
+def victim():
+    model, task, x, y = tiny_victim()
+    with torch.no_grad():
+        assert (model(x[:N]).argmax(1) == y[:N]).float().mean() > 0.8
+    return model, task, x[:N], y[:N]
+
+
+def robust(model, x_adv, y):
+    with torch.no_grad():
+        return model(x_adv).argmax(1) == y
+
+
+def within(x_adv, x, norm, eps):
+    d = (x_adv - x).flatten(1)
+    n = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    return bool((n <= eps * (1 + 1e-5) + 1e-6).all()) and x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+CASES = {
+    # name: (advlab attack, its params, torchattacks constructor)
+    "apgd_ce_linf": ("apgd", {"eps": 0.1, "steps": 10}, lambda m: torchattacks.APGD(m, eps=0.1, steps=10)),
+    "apgd_ce_l2": (
+        "apgd",
+        {"norm": "l2", "eps": 1.0, "steps": 10, "restarts": 2},
+        lambda m: torchattacks.APGD(m, norm="L2", eps=1.0, steps=10, n_restarts=2),
+    ),
+    "apgd_t_linf": (
+        "apgd_t",
+        {"eps": 0.1, "steps": 10, "n_target_classes": 3},
+        lambda m: torchattacks.APGDT(m, eps=0.1, steps=10, n_classes=4),
+    ),
+    "fab_t_linf": (
+        "fab_t",
+        {"eps": 0.1, "steps": 10, "n_target_classes": 3},
+        lambda m: torchattacks.FAB(m, eps=0.1, steps=10, multi_targeted=True, n_classes=4),
+    ),
+    "fab_l2": (
+        "fab",
+        {"norm": "l2", "eps": 1.0, "steps": 10, "restarts": 2},
+        lambda m: torchattacks.FAB(m, norm="L2", eps=1.0, steps=10, n_restarts=2),
+    ),
+    "square_l2": (
+        "square",
+        {"norm": "l2", "eps": 1.0, "queries": 200, "compact_every": 1},
+        lambda m: torchattacks.Square(m, norm="L2", eps=1.0, n_queries=200, resc_schedule=False),
+    ),
+    "square_linf": (
+        "square",
+        {"eps": 0.1, "queries": 200},
+        lambda m: torchattacks.Square(m, eps=0.1, n_queries=200, resc_schedule=False),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_attack_matches_the_reference_example_by_example(victim, case):
+    model, task, x, y = victim
+    name, params, reference = CASES[case]
+    norm = params.get("norm", "linf")
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ours = ATTACKS.create(name, task, **params)(model, x, y)
+        ref_attack = reference(model)
+        ref_attack.seed = seed
+        theirs = ref_attack(x, y)
+        assert within(ours, x, norm, params["eps"])
+        r_ours, r_theirs = robust(model, ours, y), robust(model, theirs, y)
+        assert 0 < int(r_ours.sum()) < int(robust(model, x, y).sum())  # the case is not trivial
+        assert torch.equal(r_ours, r_theirs), (case, seed, int(r_ours.sum()), int(r_theirs.sum()))
+
+
+def test_autoattack_standard_matches_the_reference(victim):
+    """torchattacks' AutoAttack standard runs its components with their defaults (10 iterations for APGD and
+    FAB) and re-seeds each stage; advlab's with the same settings and ``seed`` gives the same examples."""
+    model, task, x, y = victim
+    n_classes = 10
+    aa = ATTACKS.create("autoattack", task, eps=0.1, steps=10, queries=5000, seed=0)
+    ours = aa(model, x, y)
+    theirs = torchattacks.AutoAttack(model, eps=0.1, n_classes=n_classes, seed=0)(x, y)
+    assert within(ours, x, "linf", 0.1)
+    r_ours, r_theirs = robust(model, ours, y), robust(model, theirs, y)
+    assert torch.equal(r_ours, r_theirs), (int(r_ours.sum()), int(r_theirs.sum()))
+    stages = [
+        float(aa.batch_stats[f"autoattack/{s}/acc"].mean()) for s in ("apgd_ce", "apgd_t", "fab_t", "square")
+    ]
+    assert stages == sorted(stages, reverse=True) and stages[-1] == pytest.approx(
+        float(r_ours.float().mean())
+    )
+
+
+@pytest.fixture(scope="module")
+def rgb_victim():
+    model, task, x, y = tiny_victim(channels=3)
+    return model, task, x[:16], y[:16]
+
+
+def test_recoloradv_matches_the_authors_code_and_stays_within_its_bound(rgb_victim):
+    """PAT's ReColorAdvAttack (perceptual_advex 0.2.6 on recoloradv 0.0.1) and advlab's, same settings."""
+    from oracle_helpers import stub_perceptual_advex_imports
+
+    from advlab.attacks.recoloradv import colour_offsets, to_luv
+
+    stub_perceptual_advex_imports()
+    pa = pytest.importorskip("perceptual_advex.attacks")
+    model, task, x, y = rgb_victim
+    steps = 10
+    attack = ATTACKS.create("recoloradv", task, steps=steps)
+    ours = attack(model, x, y)
+    theirs = pa.ReColorAdvAttack(model, bound=0.06, num_iterations=steps)(x, y).detach()
+    # the bound, exactly, where it is defined: the grid offsets and so every pixel's colour offset
+    assert attack.last_grid.abs().max() <= 0.06 + 1e-6
+    assert colour_offsets(to_luv(x), attack.last_grid).abs().max() <= 0.06 + 1e-6
+    # what reaches the image is no larger than what the authors' code produces on the same images
+    luv = lambda xa: (to_luv(xa) - to_luv(x)).abs().amax(1)  # noqa: E731
+    assert luv(ours).max() <= luv(theirs).max() + 1e-3
+    assert (ours - x).abs().max() <= (theirs - x).abs().max() + 1e-3 and (ours - x).abs().max() < 0.5
+    asr = lambda xa: float((~robust(model, xa, y)).float().mean())  # noqa: E731
+    assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
+
+
+def test_stadv_matches_the_authors_code_and_stays_within_its_bound(rgb_victim):
+    """PAT's StAdvAttack and advlab's StAdv (Adam, 4-neighbour smoothness 0.0025/bound, zero padding)."""
+    from oracle_helpers import stub_perceptual_advex_imports
+
+    from advlab.attacks.stadv import warp
+
+    stub_perceptual_advex_imports()
+    pa = pytest.importorskip("perceptual_advex.attacks")
+    model, task, x, y = rgb_victim
+    attack = ATTACKS.create("stadv", task, steps=10)
+    ours = attack(model, x, y)
+    theirs = pa.StAdvAttack(model, bound=0.05, num_iterations=10)(x, y).detach()
+    assert attack.last_flow.abs().max() <= 0.05 + 1e-7
+    assert torch.allclose(warp(x, attack.last_flow).clamp(0, 1), ours, atol=1e-6)
+    asr = lambda xa: float((~robust(model, xa, y)).float().mean())  # noqa: E731
+    assert 0 < asr(theirs) < 1  # the comparison is not trivial
+    assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
+    assert (ours - theirs).abs().max() < 0.05  # the same images, up to float rounding in the optimiser path
