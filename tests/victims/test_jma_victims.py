@@ -36,14 +36,14 @@ def jacobian_matches_autograd(model, x):
 
 @pytest.fixture(scope="module")
 def tiny_clip_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("clip") / "advlab-tiny-clip.json"
+    path = tmp_path_factory.mktemp("clip") / "advlab-test-clip.json"
     path.write_text(json.dumps(TINY_CLIP))
     return path
 
 
 def test_clip_mlp_tiny(tiny_clip_config):
     torch.manual_seed(0)
-    model = build("clip_mlp", 64, model="advlab-tiny-clip", model_config=str(tiny_clip_config), hidden=32)
+    model = build("clip_mlp", 64, model="advlab-test-clip", model_config=str(tiny_clip_config), hidden=32)
     assert torch.allclose(model.mean.flatten(), torch.tensor([0.48145466, 0.4578275, 0.40821073]))
     assert not any(p.requires_grad for p in model.net.encoder.parameters())  # frozen encoder
     assert all(p.requires_grad for p in model.net.head.parameters())
@@ -51,12 +51,12 @@ def test_clip_mlp_tiny(tiny_clip_config):
     assert model(x).shape == (3, 5)
     jacobian_matches_autograd(model.requires_grad_(False), x)
     with pytest.raises(ConfigError, match="dataset.size=64"):
-        build("clip_mlp", 32, model="advlab-tiny-clip", model_config=str(tiny_clip_config))
+        build("clip_mlp", 32, model="advlab-test-clip", model_config=str(tiny_clip_config))
     with pytest.raises(CheckpointError, match="does not exist"):
         build(
             "clip_mlp",
             64,
-            model="advlab-tiny-clip",
+            model="advlab-test-clip",
             model_config=str(tiny_clip_config),
             pretrained="/nope.bin",
         )

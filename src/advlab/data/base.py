@@ -48,11 +48,15 @@ class DataModule:
     Config = DatasetConfig
     registered_name = "dataset"
     splits: tuple[str, ...] = ("train", "test")
-    #: the task used when ``task.name=auto`` (the config default)
 
     def __init__(self, params: Any, seed: int):
         self.params = params
         self.seed = seed
+
+    @property
+    def default_task(self) -> str:
+        """The task used when ``task.name=auto``: declared on the dataset's config (``default_task``)."""
+        return self.Config.default_task
 
     @property
     def info(self) -> DataInfo:
