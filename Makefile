@@ -29,11 +29,12 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/advlab $(ARGS)
 
+# one pytest worker per core (pytest-xdist); each worker and the runs it starts use one thread (tests/conftest.py)
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "not slow" $(ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests scripts
