@@ -72,7 +72,8 @@ def test_linearised_lpips_matches_the_distance_for_small_steps(digits_setup, dig
     x = digits_batch[0][:4].clamp(0.05, 0.95).double()
     d = LPIPSDistance(LPIPSConfig(model="self"), model)
     gen = torch.Generator().manual_seed(0)  # the same direction whatever ran before (test order, xdist)
-    v = torch.randn(x.shape, generator=gen, dtype=x.dtype) * 1e-8  # ReLU kinks, curvature: exact only as v -> 0
+    # ReLU kinks and the normalisation's curvature: the linearisation is exact only as v -> 0
+    v = torch.randn(x.shape, generator=gen, dtype=x.dtype) * 1e-8
     lin = d.linearised_norm(x, v)
     assert torch.allclose(lin, d(x, x + v), rtol=0.05)
     jtj = d.jtj_operator(x)(v)  # v . J^T J v = ||J v||^2

@@ -321,7 +321,8 @@ def test_other_config_errors():
         _check("pipeline.thresholds=[1.0]")
     with pytest.raises(ConfigError, match="checkpoint"):
         _check("victim=face_resnet101", "~victim.width", "~victim.hidden")
-    with pytest.raises(ConfigError, match="needs face identities.*dataset .digits."):  # caught by the config check
+    # caught by the config check, before the pipeline's own
+    with pytest.raises(ConfigError, match="needs face identities.*dataset .digits."):
         _check("dataset=digits")
 
 

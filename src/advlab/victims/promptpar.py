@@ -68,7 +68,8 @@ def part_stripes(grid: int, num_parts: int) -> list[tuple[int, int]]:
 def load_clip(params: PromptPARConfig) -> nn.Module:
     import open_clip
 
-    if params.model_name == TINY_MODEL:  # always advlab's own file (another config of that name may be registered)
+    # always advlab's own file for the tiny model (another config of that name may be registered)
+    if params.model_name == TINY_MODEL:
         open_clip.add_model_config(CONFIG_DIR / f"{TINY_MODEL}.json")
     if params.model_name not in open_clip.list_models():
         raise ConfigError(
