@@ -161,3 +161,30 @@ def test_stadv_matches_the_authors_code_and_stays_within_its_bound(rgb_victim):
     assert 0 < asr(theirs) < 1  # the comparison is not trivial
     assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
     assert (ours - theirs).abs().max() < 0.05  # the same images, up to float rounding in the optimiser path
+
+
+# MI-FGSM and DI-FGSM are deterministic with the diversity off: the same images, not only the same outcome.
+# torchattacks divides the gradient by its mean |.|, advlab (as the paper) by its sum: the momentum differs by
+# the constant number of pixels, so its sign, and with it every step, is the same.
+MOMENTUM_CASES = {
+    "mi_fgsm": (
+        {"eps": 0.1, "steps": 10, "decay": 1.0},
+        lambda m: torchattacks.MIFGSM(m, eps=0.1, alpha=0.01, steps=10, decay=1.0),
+    ),
+    "di_fgsm": (
+        {"eps": 0.1, "steps": 10, "decay": 1.0, "diversity_prob": 0.0},
+        lambda m: torchattacks.DIFGSM(m, eps=0.1, alpha=0.01, steps=10, decay=1.0, diversity_prob=0.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MOMENTUM_CASES))
+def test_momentum_fgsm_gives_the_reference_images(victim, name):
+    model, task, x, y = victim
+    params, reference = MOMENTUM_CASES[name]
+    ours = ATTACKS.create(name, task, **params)(model, x, y)
+    theirs = reference(model)(x, y)
+    assert within(ours, x, "linf", params["eps"])
+    assert 0 < int(robust(model, ours, y).sum()) < int(robust(model, x, y).sum())  # not trivial
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.equal(robust(model, ours, y), robust(model, theirs, y))
