@@ -30,41 +30,22 @@ from advlab.cache import ArtifactCache
 from advlab.data.base import DATASETS, DataModule
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.errors import ConfigError
-from advlab.loops.evaluate import EvalConfig
-from advlab.loops.fit import TrainConfig, fit
+from advlab.loops.fit import fit
 from advlab.recorder import RunRecorder
 from advlab.tasks.base import TASKS, Task
 from advlab.utils import file_sha256, resolve_device, seed_everything
-from advlab.validation import check_config
+from advlab.validation import RunSpec, check_config
 from advlab.victims.base import VICTIMS, Victim, load_victim_weights
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when a change invalidates cached victims
 
 
-@dataclasses.dataclass
-class RunSpec:
-    seed: int
-    device: torch.device
-    dataset: Any
-    task: Any
-    victim: Any
-    attack: Any
-    defense: Any
-    logger: Any
-    train: TrainConfig
-    eval: EvalConfig
-    cache_dir: Path
-    progress: bool
-    pipeline: Any = None
-
-
 def build_spec(cfg: DictConfig) -> RunSpec:
     """The validated spec of a composed config: :func:`advlab.validation.check_config` (every bad value at
     once, torch-free), then the device resolved on this machine."""
     parsed = check_config(cfg)
-    fields = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
-    return RunSpec(**{**fields, "device": resolve_device(parsed.device)})
+    return dataclasses.replace(parsed, device=resolve_device(parsed.device))
 
 
 def victim_cache_key(spec: RunSpec) -> dict[str, Any]:

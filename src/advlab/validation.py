@@ -33,11 +33,12 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclasses.dataclass
-class ParsedConfig:
-    """Every node of a composed config as its validated dataclass (device still a string)."""
+class RunSpec:
+    """Every node of a composed config as its validated dataclass. :func:`check_config` leaves ``device`` the
+    config's string; :func:`advlab.context.build_spec` resolves it to this machine's ``torch.device``."""
 
     seed: int
-    device: str
+    device: Any
     dataset: Any
     task: Any
     victim: Any
@@ -48,7 +49,7 @@ class ParsedConfig:
     eval: EvalConfig
     cache_dir: Path
     progress: bool
-    pipeline: Any
+    pipeline: Any = None
 
 
 def _node(cfg: DictConfig, key: str) -> Any:
@@ -57,7 +58,7 @@ def _node(cfg: DictConfig, key: str) -> Any:
     return cfg[key]
 
 
-def check_config(cfg: DictConfig) -> ParsedConfig:
+def check_config(cfg: DictConfig) -> RunSpec:
     """Parse every node of ``cfg``; raise one ConfigError listing every invalid value."""
     failures: list[AdvlabError] = []
     parsed: dict[str, Any] = {}
@@ -123,4 +124,4 @@ def check_config(cfg: DictConfig) -> ParsedConfig:
         raise failures[0]  # keeps its type (e.g. CheckpointError)
     if failures:
         raise ConfigError(*dict.fromkeys(m for exc in failures for m in exc.messages))
-    return ParsedConfig(**parsed, progress=bool(cfg.get("progress", True)))
+    return RunSpec(**parsed, progress=bool(cfg.get("progress", True)))
