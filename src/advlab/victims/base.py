@@ -53,19 +53,28 @@ class VictimBuilder:
         return load_state_dict_file(path)
 
 
+def load_weights_only(path: str | os.PathLike, key: str, where: str = "", fix: str = "") -> Any:
+    """The object in a checkpoint file, read safely (``torch.load(weights_only=True)``, on the CPU). A missing
+    file names ``key`` and ``where`` to get it (e.g. ``" (download it from ...)"``); an unreadable one names the
+    error and ``fix``."""
+    path = Path(os.path.expanduser(str(path)))
+    if not path.is_file():
+        raise CheckpointError(f"{key}: file '{path}' does not exist{where}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, unsafe globals
+        raise CheckpointError(
+            f"{key}: cannot read '{path}' as a weights-only file (torch.load weights_only=True; {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}){fix}"
+        ) from None
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
     """Load a state_dict safely (``weights_only=True``); accept ``{'state_dict': ...}`` / ``{'model': ...}``
     wrappers as written by common training scripts."""
-    path = Path(os.path.expanduser(str(path)))
-    if not path.is_file():
-        raise CheckpointError(f"victim.checkpoint: file '{path}' does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, unsafe globals
-        raise CheckpointError(
-            f"victim.checkpoint: cannot read '{path}' as a weights-only state_dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Save it with torch.save(model.state_dict(), path)."
-        ) from None
+    obj = load_weights_only(
+        path, "victim.checkpoint", fix=". Save it with torch.save(model.state_dict(), path)."
+    )
     for key in ("state_dict", "model", "net"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -28,7 +28,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_weights_only
 from advlab.victims.configs import FaceResNet101SemanticAdvConfig  # noqa: F401
 
 #: the released model's input size and embedding size (fixed by its fc layer)
@@ -63,18 +63,12 @@ class SemanticAdvResNet(ResNet):
 def released_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """The network weights of the released ``res101_softmax.pth.tar`` (``module.base.`` stripped), checked to
     be the wrapper the authors' ``load_ckpt`` reads."""
+    where = (
+        "; download res101_softmax.pth.tar with Face/scripts/download_pretrained_face_model.sh of "
+        "AI-secure/SemanticAdv (docs/papers/semanticadv.md)"
+    )
+    obj = load_weights_only(path, "victim.checkpoint", where)
     path = Path(os.path.expanduser(str(path)))
-    if not path.is_file():
-        raise CheckpointError(
-            f"victim.checkpoint: file '{path}' does not exist; download res101_softmax.pth.tar with "
-            "Face/scripts/download_pretrained_face_model.sh of AI-secure/SemanticAdv (docs/papers/semanticadv.md)"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"victim.checkpoint: cannot read '{path}' with weights_only=True ({type(exc).__name__})"
-        ) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise CheckpointError(
             f"victim.checkpoint: '{path}' is not the released training checkpoint (a dict with 'state_dict')"

@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError
 from advlab.registry import check
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_weights_only
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,18 +109,9 @@ class ICNetVictim(Victim):
 
 def load_released(path: str) -> dict[str, Tensor]:
     """``['model_state_dict']`` of the training checkpoint (its other entries -- epoch, optimizer -- unused)."""
+    where = " (the ICNet-R50 checkpoint of the EOT patch paper, resnet50_..._0.661.pth.tar; docs/papers/eot_patch.md)"
+    obj = load_weights_only(path, "victim.checkpoint", where)
     file = Path(os.path.expanduser(str(path)))
-    if not file.is_file():
-        raise CheckpointError(
-            f"victim.checkpoint: file '{file}' does not exist (the ICNet-R50 checkpoint of the EOT patch paper, "
-            "resnet50_..._0.661.pth.tar; docs/papers/eot_patch.md)"
-        )
-    try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"victim.checkpoint: cannot read '{file}' safely (weights_only=True): {type(exc).__name__}"
-        ) from None
     state = obj.get("model_state_dict") if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(

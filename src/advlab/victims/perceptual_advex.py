@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from advlab.errors import CheckpointError
+from advlab.victims.base import load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +68,9 @@ ALEXNET_CIFAR_URL = "https://perceptual-advex.s3.us-east-2.amazonaws.com/alexnet
 
 
 def read_checkpoint(path: str | os.PathLike, key: str) -> dict:
+    where = f" (the PAT authors' models: {CHECKPOINTS_URL}; their CIFAR-10 AlexNet: {ALEXNET_CIFAR_URL})"
+    obj = load_weights_only(path, key, where)
     file = Path(os.path.expanduser(str(path)))
-    if not file.is_file():
-        raise CheckpointError(
-            f"{key}: file '{file}' does not exist (the PAT authors' models: {CHECKPOINTS_URL}; their CIFAR-10 "
-            f"AlexNet: {ALEXNET_CIFAR_URL})"
-        )
-    try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{key}: cannot read '{file}' with weights_only=True ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{key}: '{file}' holds a {type(obj).__name__}, not a checkpoint dict")
     return obj
