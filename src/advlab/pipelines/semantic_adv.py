@@ -32,7 +32,7 @@ x0, G(x0, c), G(x0, c_new) (Best), at ``fprs[0]``; ``_t<T>`` for every T-FPR); `
 (``_g<G>`` per G-FPR); mean distances to the target ``attack/dist_source``, ``attack/dist_edit[_best]``,
 ``attack/dist_adv[_best]_g<G>`` (``_best``: the closest attribute per pair);
 ``defense/detector_clean`` / ``defense/detector_adv`` when the defense has a detector score.
-``results.json`` keeps the full tables under ``semantic_adv`` (read by ``scripts/semanticadv_tables.py``).
+``results.json`` keeps the full tables under ``semantic_adv`` (read by ``advlab-report --layout semanticadv``).
 """
 
 from __future__ import annotations
@@ -616,7 +616,7 @@ def result_tables(
     thresholds: Thresholds,
     attr_names: list[str],
 ) -> dict[str, Any]:
-    """The full G-FPR x T-FPR tables kept in ``results.json`` (read by ``scripts/semanticadv_tables.py``)."""
+    """The full G-FPR x T-FPR tables kept in ``results.json`` (read by ``advlab-report --layout semanticadv``)."""
     pick = lambda k: {g: {t: s[k] for t, s in per.items()} for g, per in scores.items()}  # noqa: E731
     return {
         "fprs": list(thresholds.fprs),
