@@ -4,7 +4,8 @@ import json
 
 import yaml
 
-from advlab.reporting.table import build_table, collect_runs, main, to_markdown
+from advlab.reporting.report import table_main as main
+from advlab.reporting.table import build_table, collect_runs, to_markdown
 
 
 def write_run(folder, overrides, metrics):

@@ -429,6 +429,20 @@ def main(argv: list[str] | None = None, prog: str = "advlab-report") -> int:
     return status
 
 
+def table_main(argv: list[str] | None = None) -> int:
+    """``advlab-table FOLDER [--layout jma] ...``: ``advlab-report FOLDER --layout sweep|jma ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--layout" not in argv:
+        argv += ["--layout", "sweep"]
+    return main(argv, "advlab-table")
+
+
+def transfer_table_main(argv: list[str] | None = None) -> int:
+    """``advlab-transfer-table FOLDER [--metric M] [--out DIR]``: ``advlab-report FOLDER --layout transfer``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return main([*argv, "--layout", "transfer"], "advlab-transfer-table")
+
+
 def layout_tables(layout: str, root: Path, out: Path, args: argparse.Namespace) -> str | None:
     """The paper-specific table builders (one per paper) as layouts of the report command."""
     from advlab.utils import atomic_write_text

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +121,3 @@ def to_csv(header: list[str], cells: list[list[str]]) -> str:
     writer.writerow(header)
     writer.writerows(cells)
     return buf.getvalue()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``advlab-table FOLDER [--layout jma] ...``: ``advlab-report FOLDER --layout sweep|jma ...``."""
-    from advlab.reporting.report import main as report_main
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--layout" not in argv:
-        argv += ["--layout", "sweep"]
-    return report_main(argv, "advlab-table")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

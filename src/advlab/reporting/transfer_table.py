@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +116,3 @@ def write_matrix_rows(runs: list[dict[str, Any]], out: Path, metric: str, title:
     atomic_write_text(files["csv"], buf.getvalue())
     heatmap(sources, targets, adv, clean, metric, files["png"])
     return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``advlab-transfer-table FOLDER [--metric M] [--out DIR]``: ``advlab-report FOLDER --layout transfer``."""
-    from advlab.reporting.report import main as report_main
-
-    return report_main(
-        [*(sys.argv[1:] if argv is None else argv), "--layout", "transfer"], "advlab-transfer-table"
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
