@@ -29,8 +29,9 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path, dpi: int = 110) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, dpi: int = 110, layout: bool = True) -> Path:
+    if layout:
+        fig.tight_layout()
     atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     _plt().close(fig)
     return path
@@ -58,9 +59,11 @@ def comparison_bars(
         ax.set_xticks(x, labels, rotation=30 if many else 0, ha="right" if many else "center", fontsize=7)
         ax.set_title(metric, fontsize=9)
         ax.set_ylabel(f"{metric} ({units})" if units == "percent" else metric)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=2)  # one legend, above the panels
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    return _save(fig, path, layout=False)
 
 
 def sweep_lines(

@@ -443,6 +443,30 @@ def transfer_table_main(argv: list[str] | None = None) -> int:
     return main([*argv, "--layout", "transfer"], "advlab-transfer-table")
 
 
+def sweep_plots(rows: list[dict[str, Any]], metrics: list[str] | None, out: Path) -> list[Path]:
+    """A sweep's metrics (``--metrics``, else the attacked ones: ``adv/*``, ``attack/asr``) against each swept
+    numeric override, one line per attack: ``table_<metric>_vs_<param>.png``."""
+    from advlab.reporting import plots
+
+    if metrics is None:
+        common = set.intersection(*(set(r["metrics"]) for r in rows)) if rows else set()
+        metrics = sorted(k for k in common if k.startswith("adv/") or k == "attack/asr")[:4]
+    files = []
+    for param in swept_numeric(rows):
+        for m in metrics:
+            series: dict[str, list] = {}
+            for r in rows:
+                v = r["metrics"].get(m)
+                if isinstance(v, (int, float)):
+                    series.setdefault(r.get("attack") or "run", []).append(
+                        (float(r["params"][param]), v, None)
+                    )
+            if series:
+                path = out / f"table_{slug(m)}_vs_{slug(param)}.png"
+                files.append(plots.sweep_lines(param, m, series, "fraction", path))
+    return files
+
+
 def layout_tables(layout: str, root: Path, out: Path, args: argparse.Namespace) -> str | None:
     """The paper-specific table builders (one per paper) as layouts of the report command."""
     from advlab.utils import atomic_write_text
@@ -461,7 +485,9 @@ def layout_tables(layout: str, root: Path, out: Path, args: argparse.Namespace) 
         md = to_markdown(header, cells)
         atomic_write_text(out / "table.md", md)
         atomic_write_text(out / "table.csv", to_csv(header, cells))
-        return md + f"\n[{len(rows)} runs] wrote {out / 'table.md'} and {out / 'table.csv'}\n"
+        pngs = sweep_plots(rows, args.metrics, out)
+        extra = "".join(f", {p}" for p in pngs)
+        return md + f"\n[{len(rows)} runs] wrote {out / 'table.md'}, {out / 'table.csv'}{extra}\n"
     if layout == "transfer":
         from advlab.reporting.transfer_table import write_matrix_rows
 
