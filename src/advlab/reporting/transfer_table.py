@@ -80,7 +80,7 @@ def heatmap(sources, targets, adv, clean, metric: str, path: Path, paper_adv=Non
             )
             text = f"{values[i, j]:.3f}" if np.isfinite(values[i, j]) else "-"
             if paper is not None:
-                text += f"\n(paper {paper:.3f})"
+                text += f"\n(paper {paper:.4g})"
             if np.isfinite(values[i, j]) or paper is not None:
                 ax.text(j, i, text, ha="center", va="center", color="white", fontsize=7)
     fig.colorbar(im, ax=ax, label=f"{metric} (measured)")
