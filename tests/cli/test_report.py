@@ -114,6 +114,18 @@ def test_the_table_goes_to_wandb_when_the_run_used_it(tmp_path):
     assert table["data"][0][:5] == ["PETA", tmp_path.name, "88.76", "80", "-8.76"]
 
 
+def test_a_table_of_many_metrics_is_one_line_per_metric(tmp_path, capsys):
+    numbers = {f"clean/{m}": 50.0 for m in ("mA", "instance_acc", "precision", "recall", "f1")}
+    numbers |= {"adv/mA": 40.0, "adv/f1": 30.0}  # 7 > WIDE_MAX_METRICS
+    block = {**BLOCK, "numbers": numbers, "rows": []}
+    write_run(tmp_path, {"clean/mA": 0.5, "adv/f1": 0.25}, {"paper": block})
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| row | run | metric | paper | measured | delta |" in out
+    assert f"| PETA | {tmp_path.name} | adv/f1 | 30 | 25 | -5 |" in out
+    assert f"| PETA | {tmp_path.name} | clean/recall | 50 | - | - |" in out
+
+
 def test_report_errors(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
     assert main([str(tmp_path)]) == 1

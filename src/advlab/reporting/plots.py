@@ -45,11 +45,14 @@ def comparison_bars(
     import numpy as np
 
     plt = _plt()
-    fig, axes = plt.subplots(
-        1, len(metrics), figsize=(max(3.2, 0.9 * len(rows) + 1.8) * len(metrics), 3.8), squeeze=False
-    )
+    ncols = min(4, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    width = max(3.2, 0.9 * len(rows) + 1.8)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.4 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_visible(False)
     x = np.arange(len(rows))
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes.flat, metrics):
         paper = [r["paper"].get(metric, np.nan) for r in rows]
         measured = [r["measured"].get(metric, np.nan) for r in rows]
         ax.bar(x - 0.2, paper, 0.4, label=reference, color=PAPER_COLOUR)
@@ -62,7 +65,7 @@ def comparison_bars(
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=2)  # one legend, above the panels
     fig.suptitle(title, fontsize=10, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.4 * nrows + 0.6)))
     return _save(fig, path, layout=False)
 
 
@@ -110,7 +113,7 @@ def attribute_bars(
 
     plt = _plt()
     groups = [*phases.items(), *((("paper", paper),) if paper else ())]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(attributes) * len(groups) + 2), 4.0))
+    fig, ax = plt.subplots(figsize=(min(24.0, max(6.0, 0.13 * len(attributes) * len(groups) + 3)), 4.2))
     x = np.arange(len(attributes))
     width = 0.8 / len(groups)
     for i, (name, values) in enumerate(groups):

@@ -141,8 +141,22 @@ def _fmt(v: float | None, signed: bool = False) -> str:
     return format(v, "+.4g" if signed else ".4g")
 
 
+#: up to this many metrics a table is wide (the paper's layout: a line per row, paper | measured | delta per
+#: metric); with more, one line per row and metric
+WIDE_MAX_METRICS = 6
+
+
 def group_table(g: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     ref = "paper" if g["block"].source == "paper" else "reference"
+    if len(g["metrics"]) > WIDE_MAX_METRICS:
+        cells = [
+            [row["label"], row["run"], m, _fmt(row["paper"].get(m)), _fmt(row["measured"].get(m)),
+             _fmt(row["delta"].get(m), True)]
+            for row in g["rows"]
+            for m in g["metrics"]
+            if m in row["paper"]
+        ]  # fmt: skip
+        return ["row", "run", "metric", ref, "measured", "delta"], cells
     header = ["row", "run"]
     for m in g["metrics"]:
         header += [f"{m} {ref}", f"{m} measured", f"{m} delta"]
