@@ -133,6 +133,9 @@ def test_report_errors(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
     assert "no run has a paper: block" in capsys.readouterr().err
     assert main([str(tmp_path), "--layout", "sweep"]) == 0  # any runs tabulate
+    write_run(tmp_path / "bad", {"clean/acc": 0.9}, {"paper": {**BLOCK, "numbers": {"clean/miou": 0.5}}})
+    assert main([str(tmp_path)]) == 2
+    assert "paper.numbers.clean/miou: not an advlab metric key" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -90,6 +90,29 @@ def test_published_numbers_are_in_the_paper_text():
     assert not missing, "\n".join(missing)
 
 
+def test_advlab_reference_numbers_are_the_documented_runs():
+    """Each number of a ``source: advlab`` block occurs in its paper page's documented runs (the page's text
+    before its Report section, which reprints the blocks)."""
+    found, _ = blocks()
+    missing = []
+    for name, b in found.items():
+        if b.source != "advlab" or not b.rows:
+            continue
+        page = (
+            (EXPERIMENTS.parents[1] / "docs" / "papers" / f"{b.cite}.md")
+            .read_text()
+            .split("\n## Report\n")[0]
+        )
+        tokens = {float(t) for t in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE]-?\d+)?", page)}
+        missing += [
+            f"{name}: {row.row}: {key} = {value}"
+            for row in b.rows
+            for key, value in row.numbers.items()
+            if not any(abs(value - t) <= 1e-12 * max(1.0, abs(t)) for t in tokens)
+        ]
+    assert not missing, "\n".join(missing)
+
+
 def test_metric_keys_come_from_the_code_that_writes_them():
     """Keys the task meters and the distortion metrics really produce are accepted with every phase prefix
     the evaluate loop and the pipelines write; near-misses are refused."""

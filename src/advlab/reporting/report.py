@@ -411,7 +411,11 @@ def main(argv: list[str] | None = None, prog: str = "advlab-report") -> int:
     out = output_folder(args.dirs, args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.layout == "paper":
-        runs = [r for d in args.dirs for r in load_runs(d)]
+        try:
+            runs = [r for d in args.dirs for r in load_runs(d)]
+        except AdvlabError as exc:
+            print(f"{prog}: " + "\n".join(exc.messages), file=sys.stderr)
+            return 2
         if not runs:
             print(
                 f"{prog}: no results.json under {', '.join(map(str, args.dirs))} (did the runs finish?)",
