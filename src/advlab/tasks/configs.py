@@ -30,8 +30,12 @@ class ECOCConfig(TargetFileConfig):
     code_length: int = 16  # bits per codeword (a power of two >= the number of classes)
     decode: str = "logits"  # logits | tanh: the scores correlated with the codewords
     hinge_margin: float = 1.0
+    #: Hadamard row of class 0 (null: 1 when the code has room, skipping the all-ones row; 0: the JMA authors'
+    #: hadamard16/32.npy codebooks, needed for their Keras models)
+    first_row: int | None = None
 
     def validate(self, key: str) -> None:
+        check(self.first_row is None or self.first_row >= 0, f"{key}.first_row", "must be >= 0 or null")
         check(
             self.decode in ("logits", "tanh"),
             f"{key}.decode",
