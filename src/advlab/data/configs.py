@@ -195,6 +195,9 @@ class GTSRBConfig(DatasetConfig):
     size: int = 32
     crop_roi: bool = True
     top_classes: int | None = None  # keep the K most populated classes (the paper's ECOC setting: 32)
+    #: the GTSRB ClassIds kept, in output order: a .npy (the JMA authors' gtsrb_top32category_label.npy) or a
+    #: text file of one id per line; replaces top_classes' choice
+    classes_file: str | None = None
     test_fraction: float = 0.2  # used only without Final_Test
     split_seed: int = 0
 
@@ -257,9 +260,15 @@ class ImageNet2KConfig(DatasetConfig):
 class MNISTConfig(DatasetConfig):
     size: int = 28  # resized (bilinear) when different from 28
     channels: int = 1
+    pad: bool = False  # zero-pad the 28x28 digits to size x size instead (the JMA authors' 32x32 MNIST)
 
     def validate(self, key: str) -> None:
         check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
+        check(
+            not self.pad or (self.size >= 28 and (self.size - 28) % 2 == 0),
+            f"{key}.pad",
+            f"needs an even size >= 28 to pad 28x28 images evenly (got size {self.size})",
+        )
         check(self.channels in (1, 3), f"{key}.channels", "must be 1 or 3")
 
 
