@@ -118,3 +118,14 @@ def test_config_checks():
     for bad in ({"num_classes": 1}, {"train_per_class": 0}, {"std": [0.5, 0.0, 0.5]}, {"mean": [0.5]}):
         with pytest.raises(ConfigError):
             ImageNet2KConfig(name="imagenet2k", **bad).validate("dataset")
+
+
+def test_class_list_writer_freezes_the_most_populated_classes(tmp_path):
+    from advlab.data.imagenet2k import main
+
+    root = make_imagenet21k_p(tmp_path / "data")
+    out = tmp_path / "imagenet2k_classes.txt"
+    assert main([str(root), str(out), "--num-classes", "3"]) == 0
+    assert out.read_text() == "n00000001\nn00000002\nn00000004\n"
+    frozen = build(root=str(root), classes_file=str(out), num_classes=3, size=16)
+    assert frozen.classes == build(root=str(root), num_classes=3, size=16).classes

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from advlab.data.base import DATASETS, DataModule, require_root
-from advlab.data.configs import ImageNet2KConfig  # noqa: F401
+from advlab.data.configs import ImageNet2KConfig
 from advlab.data.image_files import ImageFileDataset
 from advlab.data.info import DataInfo
 from advlab.errors import DatasetNotFoundError
@@ -143,3 +143,28 @@ class ImageNet2K(DataModule):
             self._listed[split] = self._items(folder, per_class)
         paths, labels = self._listed[split]
         return ImageFileDataset(paths, labels, p.size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m advlab.data.imagenet2k <root> <classes.txt> [--num-classes N] [--train-dir D]``: write the
+    N most populated class folders of ``<root>/<train-dir>`` (the list ``classes_file=null`` would take), one
+    wnid per line, so that every later run (and a sweep's every job) reads the same list without the scan."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("root")
+    parser.add_argument("output")
+    parser.add_argument("--num-classes", type=int, default=ImageNet2KConfig.num_classes)
+    parser.add_argument("--train-dir", default=ImageNet2KConfig.train_dir)
+    args = parser.parse_args(argv)
+    train = Path(os.path.expanduser(args.root)) / args.train_dir
+    if not train.is_dir():
+        raise SystemExit(f"'{train}' is not a folder: the ImageNet-21K-P training split ({SOURCE})")
+    wnids = most_populated(train, args.num_classes)
+    Path(args.output).write_text("".join(f"{w}\n" for w in wnids))
+    print(f"wrote {len(wnids)} classes to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
