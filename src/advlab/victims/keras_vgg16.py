@@ -32,6 +32,7 @@ import glob
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,12 @@ def _layer(weights: dict[str, dict[str, np.ndarray]], name: str, path: Path) -> 
     return weights[name]["kernel"], weights[name]["bias"]
 
 
-def keras_state_dict(path: str, params: Any) -> dict[str, Tensor]:
-    """The ``vgg16_ecoc`` victim's state_dict (``net.*``, ``mean``, ``std``) from the official Keras files."""
-    from advlab.victims.vgg16_ecoc import SharedBottomEnsemble
-
+def keras_state_dict(
+    path: str, params: Any, make_net: Callable[[int, int, int, Any], nn.Module]
+) -> dict[str, Tensor]:
+    """The ``vgg16_ecoc`` victim's state_dict (``net.*``, ``mean``, ``std``) from the official Keras files;
+    ``make_net(channels, size, bits, params)`` builds the victim's network (on the meta device here, for its
+    module names)."""
     files = keras_files(path)
     weights = [read_keras_weights(f) for f in files]
     for f, w in zip(files, weights):
@@ -162,9 +165,9 @@ def keras_state_dict(path: str, params: Any) -> dict[str, Tensor]:
         )
     with torch.device("meta"):
         layout = dataclasses.replace(params, branches=len(files))
-        net = SharedBottomEnsemble(channels, 32 * side, sum(bits), layout)
+        net = make_net(channels, 32 * side, sum(bits), layout)
     names = {id(m): name for name, m in net.named_modules()}
-    shared_convs = [m for m in net.bottom if isinstance(m, nn.Conv2d)]
+    shared_convs = [m for m in net.get_submodule("bottom") if isinstance(m, nn.Conv2d)]
     state: dict[str, Tensor] = {}
 
     def put(module: nn.Module, weight: np.ndarray, bias: np.ndarray) -> None:
@@ -180,7 +183,7 @@ def keras_state_dict(path: str, params: Any) -> dict[str, Tensor]:
     for conv, keras in zip(shared_convs, KERAS_CONVS):  # the shared bottom: bit 1's file
         kernel, bias = _layer(weights[0], keras, files[0])
         put(conv, kernel.transpose(3, 2, 0, 1), bias)
-    for branch, f, w in zip(net.branches, files, weights):
+    for branch, f, w in zip(net.get_submodule("branches"), files, weights):
         convs = [m for m in branch if isinstance(m, nn.Conv2d)]
         for conv, keras in zip(convs, KERAS_CONVS[len(shared_convs) :]):
             kernel, bias = _layer(w, keras, f)

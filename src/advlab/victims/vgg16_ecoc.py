@@ -120,7 +120,7 @@ class VGG16ECOC(VictimBuilder):
         from advlab.victims.keras_vgg16 import is_keras_file, keras_state_dict
 
         if is_keras_file(path):
-            return keras_state_dict(path, self.params)
+            return keras_state_dict(path, self.params, SharedBottomEnsemble)
         return super().load_checkpoint(path)
 
     def build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
