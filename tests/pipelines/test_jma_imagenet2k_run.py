@@ -45,6 +45,7 @@ def test_table_ii_preset_end_to_end(tmp_path):
         "eval.subset=first",
         "eval.num_examples=4",
         "eval.batch_size=4",
+        "eval.grid_examples=0",
         "device=cpu",
     ]
     run(make_cfg("experiment=jma_imagenet2k_onehot", *small), tmp_path / "run")
