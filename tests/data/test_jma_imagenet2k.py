@@ -129,3 +129,12 @@ def test_class_list_writer_freezes_the_most_populated_classes(tmp_path):
     assert out.read_text() == "n00000001\nn00000002\nn00000004\n"
     frozen = build(root=str(root), classes_file=str(out), num_classes=3, size=16)
     assert frozen.classes == build(root=str(root), num_classes=3, size=16).classes
+
+
+def test_loader_decodes_in_worker_processes(tmp_path):
+    root = make_imagenet21k_p(tmp_path)
+    data = build(root=str(root), num_classes=3, size=16, num_workers=2)
+    loader = data.loader("train", batch_size=4, shuffle=True, seed=0, limit=6)
+    assert loader.num_workers == 2
+    labels = torch.cat([y for _, y in loader])
+    assert sorted(labels.tolist()) == sorted(data.dataset("train").labels[:6].tolist())

@@ -39,6 +39,7 @@ def test_table_ii_preset_end_to_end(tmp_path):
         f"dataset.root={root}",
         "dataset.num_classes=3",
         "dataset.size=16",
+        "dataset.num_workers=0",
         "victim.width=64",
         "train.epochs=1",
         "train.batch_size=8",

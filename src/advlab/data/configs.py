@@ -240,9 +240,11 @@ class ImageNet2KConfig(DatasetConfig):
     mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # timm in21k ViT-B/16
     std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     hflip: bool = True
+    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders
 
     def validate(self, key: str) -> None:
         check(self.num_classes >= 2, f"{key}.num_classes", f"must be >= 2 (got {self.num_classes})")
+        check(self.num_workers >= 0, f"{key}.num_workers", f"must be >= 0 (got {self.num_workers})")
         check(self.size >= 16, f"{key}.size", f"must be >= 16 (got {self.size})")
         check(
             self.train_per_class is None or self.train_per_class >= 1,
