@@ -85,7 +85,7 @@ def test_published_numbers_are_in_the_paper_text():
         if b.source == "paper"
         for row in b.rows
         for key, value in row.numbers.items()
-        if not any(abs(value - t) <= 1e-12 * max(1.0, abs(t)) for t in tokens[b.cite])
+        if not any(abs(value - t) <= 1e-12 * max(1.0, abs(t)) for t in tokens[b.page])
     ]
     assert not missing, "\n".join(missing)
 
@@ -99,7 +99,7 @@ def test_advlab_reference_numbers_are_the_documented_runs():
         if b.source != "advlab" or not b.rows:
             continue
         page = (
-            (EXPERIMENTS.parents[1] / "docs" / "papers" / f"{b.cite}.md")
+            (EXPERIMENTS.parents[1] / "docs" / "papers" / f"{b.page}.md")
             .read_text()
             .split("\n## Report\n")[0]
         )

@@ -3,7 +3,8 @@ reproduces, and the numbers it should give. The run ignores the block; ``advlab-
 run folder's ``.hydra/config.yaml`` (or ``results.json``'s ``config``)::
 
     paper:
-      cite: jma                 # the paper's key: asl_par | eot_patch | semanticadv | jma | pat | advlab
+      cite: jma                 # the paper: asl_par | eot_patch | semanticadv | jma | pat | advlab, or a
+                                # citation key of one (CITE_ALIASES: tondi2024jma, ...)
       table: "Table VII"        # as numbered in the paper ("Fig. 3", "Table C")
       row: "JMA (0.5, 200)"     # optional: the row / column of the table the preset's default run is
       source: paper             # paper | advlab (advlab's own measured reference, embedded presets)
@@ -34,7 +35,17 @@ from typing import Any
 from advlab.errors import ConfigError
 from advlab.reporting.metric_keys import is_metric_key
 
+#: the papers advlab reproduces (their docs/papers/<page>.md), and ``advlab`` for a preset of none
 CITES = ("asl_par", "eot_patch", "semanticadv", "jma", "pat", "advlab")
+#: citation keys accepted for a page (``cite: tondi2024jma`` is the JMA paper)
+CITE_ALIASES = {
+    "tondi2024jma": "jma",
+    "qiu2020semanticadv": "semanticadv",
+    "joshi2019semanticadv": "semanticadv",  # the key the block's schema example uses
+    "laidlaw2021pat": "pat",
+    "shekhar2025eotpatch": "eot_patch",
+    "aslpar2025": "asl_par",
+}
 SOURCES = ("paper", "advlab")
 UNITS = {"fraction": 1.0, "percent": 100.0}
 
@@ -54,6 +65,11 @@ class PaperBlock:
     units: str
     rows: tuple[PaperRow, ...]  # the default row first; empty for table: none
     note: str = ""
+
+    @property
+    def page(self) -> str:
+        """The paper's page (``jma`` for ``cite: tondi2024jma``)."""
+        return CITE_ALIASES.get(self.cite, self.cite)
 
     @property
     def scale(self) -> float:
@@ -117,7 +133,12 @@ def parse_paper_block(node: Any, where: str = "paper") -> PaperBlock:
     errors += [
         f"{where}.{k}: unknown key (known: {', '.join(sorted(known))})" for k in node if k not in known
     ]
-    for key, allowed in (("cite", CITES), ("source", SOURCES), ("units", tuple(UNITS))):
+    if node.get("cite") not in CITES and node.get("cite") not in CITE_ALIASES:
+        errors.append(
+            f"{where}.cite: must be a paper page ({', '.join(CITES)}) or a citation key of one "
+            f"({', '.join(CITE_ALIASES)}) (got {node.get('cite')!r})"
+        )
+    for key, allowed in (("source", SOURCES), ("units", tuple(UNITS))):
         if node.get(key) not in allowed:
             errors.append(f"{where}.{key}: must be one of {', '.join(allowed)} (got {node.get(key)!r})")
     if not isinstance(node.get("table"), str) or not node.get("table"):

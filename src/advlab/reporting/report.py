@@ -101,7 +101,7 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         block: PaperBlock | None = r["paper"]
         if block is None or not block.rows:
             continue
-        key = (block.cite, block.table, block.source)
+        key = (block.page, block.table, block.source)
         g = groups.setdefault(
             key,
             {
