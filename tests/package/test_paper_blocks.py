@@ -148,5 +148,10 @@ def test_block_errors_name_the_key_and_the_fix():
     text = str(err.value)
     assert "paper.units" in text and "paper.numbers.attack/bsar: not an advlab metric key" in text
     assert "paper.numbers.attack/asr: must be a finite number" in text
+    block = {"cite": "tondi2024jma", "table": "Table II", "source": "paper", "units": "fraction",
+             "numbers": {"attack/asr": 1.0}}  # fmt: skip
+    assert parse_paper_block(block).page == "jma"  # a citation key of the page
+    with pytest.raises(ConfigError, match="paper.cite: must be a paper page .* or a citation key"):
+        parse_paper_block({**block, "cite": "tondi2024"})
     with pytest.raises(ConfigError, match="a note saying why"):
         parse_paper_block({"cite": "pat", "table": "Table 2", "source": "paper", "units": "percent"})
