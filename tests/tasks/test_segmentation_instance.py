@@ -117,8 +117,16 @@ def test_instance_scores_equal_hand_counts():
     )
     pred = torch.tensor(
         [
-            [[0, 2, 1], [0, 2, 2], [1, 0, 0]],  # instance: 3 of 4 -> car, 1 still person; rest: 4 labelled, 3 right
-            [[2, 1, 2], [1, 0, 0], [0, 0, 0]],  # instance: 1 -> car, 2 person, 1 road; rest: 5 labelled, 4 right
+            [
+                [0, 2, 1],
+                [0, 2, 2],
+                [1, 0, 0],
+            ],  # instance: 3 of 4 -> car, 1 still person; rest: 4 labelled, 3 right
+            [
+                [2, 1, 2],
+                [1, 0, 0],
+                [0, 0, 0],
+            ],  # instance: 1 -> car, 2 person, 1 road; rest: 5 labelled, 4 right
         ]
     )
     cls = torch.tensor([1, 1])  # both instances are persons
@@ -140,7 +148,11 @@ def test_the_task_success_rule_on_an_instance_goal_is_the_instance_target_share(
     y = torch.tensor([[[0, 1, 1, 0]]])
     mask = y == 1
     goal = instance_goal(y, mask, 2)
-    logits = F.one_hot(torch.tensor([[[0, 2, 2, 0]]]), 3).permute(0, 3, 1, 2).float()  # both instance px -> car
+    logits = (
+        F.one_hot(torch.tensor([[[0, 2, 2, 0]]]), 3).permute(0, 3, 1, 2).float()
+    )  # both instance px -> car
     assert task.success(logits, y, goal).tolist() == [True]
-    logits = F.one_hot(torch.tensor([[[2, 1, 2, 2]]]), 3).permute(0, 3, 1, 2).float()  # one of two: 0.5 < 0.75
+    logits = (
+        F.one_hot(torch.tensor([[[2, 1, 2, 2]]]), 3).permute(0, 3, 1, 2).float()
+    )  # one of two: 0.5 < 0.75
     assert task.success(logits, y, goal).tolist() == [False]

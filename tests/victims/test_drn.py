@@ -33,7 +33,9 @@ def published_layout(classes: int = 19) -> dict[str, tuple[int, ...]]:
     keys = {"base.0.0.weight": (CH[0], 3, 7, 7), **bn("base.0.1", CH[0])}  # layer0
     keys |= {"base.1.0.weight": (CH[0], CH[0], 3, 3), **bn("base.1.1", CH[0])}  # layer1 (conv layers)
     keys |= {"base.2.0.weight": (CH[1], CH[0], 3, 3), **bn("base.2.1", CH[1])}  # layer2 (stride 2)
-    for level, (cin, cout) in zip((3, 4, 5, 6), ((CH[1], CH[2]), (CH[2], CH[3]), (CH[3], CH[4]), (CH[4], CH[5]))):
+    for level, (cin, cout) in zip(
+        (3, 4, 5, 6), ((CH[1], CH[2]), (CH[2], CH[3]), (CH[3], CH[4]), (CH[4], CH[5]))
+    ):
         keys |= block(f"base.{level}.0", cin, cout, downsample=True)  # layers 3-6: 2 BasicBlocks each
         keys |= block(f"base.{level}.1", cout, cout, downsample=False)
     keys |= {"base.7.0.weight": (CH[6], CH[5], 3, 3), **bn("base.7.1", CH[6])}  # layer7 (dilation 2)

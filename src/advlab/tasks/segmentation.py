@@ -25,8 +25,8 @@ from torch import Tensor
 
 from advlab.metrics.meter import Meter
 from advlab.tasks.base import TASKS, Task
-from advlab.tasks.houdini import houdini
 from advlab.tasks.configs import IGNORE, SegmentationConfig  # noqa: F401
+from advlab.tasks.houdini import houdini
 
 
 class SegmentationMeter(Meter):
