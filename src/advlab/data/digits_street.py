@@ -31,7 +31,7 @@ THING_CLASSES = (2, 3, 4)
 #: mean colour of each class (RGB in [0, 1]); objects jitter it by +-colour_jitter
 COLOURS = {2: (0.85, 0.25, 0.3), 3: (0.15, 0.3, 0.8), 4: (0.95, 0.65, 0.1)}
 #: (height, width) ranges of each object class at size 64 (pixels), scaled by size / 64
-SHAPES = {2: ((16, 24), (5, 8)), 3: ((9, 13), (16, 24)), 4: ((14, 20), (10, 14))}
+SHAPES = {2: ((18, 26), (9, 12)), 3: ((10, 14), (18, 26)), 4: ((16, 22), (12, 16))}
 
 
 def object_mask(cls: int, h: int, w: int) -> np.ndarray:
