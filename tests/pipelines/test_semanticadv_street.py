@@ -81,11 +81,11 @@ TINY = [
     "device=cpu",
     "dataset.size=32",
     "dataset.num_train=48",
-    "dataset.num_test=30",
+    "dataset.num_test=20",
     "victim.channels=[4,4,4,4,8,8,8,8]",
     "train.epochs=1",
     "train.batch_size=16",
-    "attack.steps=5",
+    "attack.steps=3",
     "pipeline.num_images=3",
     "pipeline.min_instance_pixels=6",
     "pipeline.batch_size=3",
@@ -115,9 +115,11 @@ def test_street_pipeline_end_to_end(tmp_path):
         m["attack/instance_success_cyclist_to_pedestrian"],
     ]
     assert m["attack/instance_success"] == pytest.approx(sum(two) / 2)
-    assert m["attack/iters"] <= 5
+    assert m["attack/iters"] <= 3
     assert res["generator"]["source"] == "trained" and res["victim"]["source"] == "trained"
     assert res["semantic_adv_street"]["objective"] == "houdini"
     # a second run with cross-entropy reuses both trained models (the objective is not part of their keys)
-    res2 = run(make_cfg("experiment=semanticadv_street_synth", *TINY, "task.objective=ce"), tmp_path / "b")
+    one_case = "pipeline.cases=[{name: v, source_class: person, mode: vanish, target_class: road, insert_class: car}]"
+    quick = [one_case, "pipeline.num_images=1", "pipeline.grid_examples=0", "attack.steps=1"]
+    res2 = run(make_cfg("experiment=semanticadv_street_synth", *TINY, "task.objective=ce", *quick), tmp_path / "b")
     assert res2["generator"]["source"] == "cache" and res2["victim"]["source"] == "cache"
