@@ -121,5 +121,7 @@ def test_street_pipeline_end_to_end(tmp_path):
     # a second run with cross-entropy reuses both trained models (the objective is not part of their keys)
     one_case = "pipeline.cases=[{name: v, source_class: person, mode: vanish, target_class: road, insert_class: car}]"
     quick = [one_case, "pipeline.num_images=1", "pipeline.grid_examples=0", "attack.steps=1"]
-    res2 = run(make_cfg("experiment=semanticadv_street_synth", *TINY, "task.objective=ce", *quick), tmp_path / "b")
+    res2 = run(
+        make_cfg("experiment=semanticadv_street_synth", *TINY, "task.objective=ce", *quick), tmp_path / "b"
+    )
     assert res2["generator"]["source"] == "cache" and res2["victim"]["source"] == "cache"
