@@ -309,6 +309,7 @@ def attack_batch(
             "pred_clean": task.predict(task._fit(outs["source"], y)),
             "pred_adv": task.predict(task._fit(outs["adv"], y)),
             "instance_success": scores["adv"]["instance_success"],
+            "mask": mask,
         },
     }  # fmt: skip
 
@@ -374,8 +375,9 @@ def overall_metrics(per_case: list[dict[str, float]], names: list[str]) -> dict[
 
 
 def save_pictures(ctx: RunContext, o: CaseOutcome, class_names: list[str], examples: int) -> Path | None:
-    """Columns: attacked instances; rows: source, label map, manipulated label map, G(f1) (the full edit),
-    adversarial, prediction on the source, prediction on the adversarial (title: instance success)."""
+    """Columns: attacked instances; rows: source, label map (all but the target instance dimmed), manipulated
+    label map, G(f1) (the full edit), adversarial, prediction on the source, prediction on the adversarial
+    (title: instance success)."""
     from advlab.reporting.segmentation_pictures import colourise
 
     pics = o.pictures
@@ -391,9 +393,10 @@ def save_pictures(ctx: RunContext, o: CaseOutcome, class_names: list[str], examp
         .float()
         / 255.0
     )
+    dim = 0.35 + 0.65 * pics["mask"][:k, None].float()  # the target instance at full brightness
     rows = [
         ("source", pics["x"][:k]),
-        ("label map", maps(pics["labels"])),
+        ("label map (target lit)", maps(pics["labels"]) * dim),
         ("manipulated label map", maps(pics["labels_new"])),
         ("G(x_ctx, L')", pics["x_edit"][:k]),
         ("adversarial", pics["x_adv"][:k]),
