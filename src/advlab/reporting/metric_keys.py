@@ -7,7 +7,8 @@ Two things are collected by walking the syntax trees of ``src/advlab``:
   string keys of dict literals and subscript stores in ``tasks/`` and ``metrics/`` (e.g. ``"mIoU"``,
   ``"mse"``), and the ``batch_stats[...]`` keys of ``attacks/``;
 - key *templates*: the dict keys and subscript stores with a ``/`` written by ``loops/evaluate.py`` and the
-  pipelines (e.g. ``f"clean/{k}"``, ``f"transfer/{source}/{target}/{k}"``, ``f"attack/asr_g{g}_t{t}"``).
+  pipelines (e.g. ``f"clean/{k}"``, ``f"transfer/{source}/{target}/{k}"``, ``f"attack/asr_g{g}_t{t}"``), and
+  a per-case template without its last ``_{...}`` suffix (the mean over cases, written under the bare key).
 
 A key is valid when it matches a template in which every placeholder is one path component, except a
 placeholder that ends the template: that one takes the rest of the key, which must be a metric name or itself
@@ -124,6 +125,9 @@ def key_templates() -> tuple[Template, ...]:
             text = _text(node)
             if text and "/" in text and _plain_name(text) and not text.startswith("/"):
                 found.add(text)
+    # a per-case key ``attack/instance_success_{c}`` whose mean over the cases is written without the suffix
+    # (pipelines/semantic_adv_street.py ``overall_metrics``): the key without a trailing ``_{...}`` too
+    found |= {t[: -len("_" + _ANY)] for t in found if t.endswith("_" + _ANY) and not t.endswith("/_" + _ANY)}
     out = []
     for text in sorted(found):
         open_tail = text.endswith(_ANY) and text.rsplit("/", 1)[-1] == _ANY
