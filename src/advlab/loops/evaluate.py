@@ -63,9 +63,8 @@ class EvaluationState(LoopState):
     clean_correct: list[Tensor]
     adv_correct: list[Tensor]
     next_batch: int
-    generator: (
-        Tensor  # unused (targets are keyed on each image's position: keyed_targets); kept for the format
-    )
+    # unused since targets are keyed on each image's position (keyed_targets); kept for the file format
+    generator: Tensor
 
     def to(self, device: torch.device) -> EvaluationState:
         for meter in (self.clean, self.adv, self.attack):
