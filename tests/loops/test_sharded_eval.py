@@ -76,6 +76,7 @@ def test_two_segmentation_shards_merge_to_the_unsharded_metrics(tmp_path):
     _assert_same_metrics(merged["metrics"], unsharded["metrics"])
 
 
+@pytest.mark.slow  # the classification shards' fixture
 def test_merge_refuses_missing_repeated_foreign_shards_and_a_finished_out(classification_runs, tmp_path):
     root, _ = classification_runs
     s0, s1 = root / "shard0", root / "shard1"
