@@ -19,6 +19,7 @@ EOT_LOSSES = ("correct", "all", "gamma")  # eot_patch: the loss over the pixels
 
 NORMS = ("linf", "l2")
 VERSIONS = ("standard", "plus", "rand")  # AutoAttack
+PROJECTIONS = ("boundary", "authors")  # perceptual attacks: where the LPIPS projection lands
 
 
 @dataclasses.dataclass
@@ -175,18 +176,19 @@ class ProjectedPerceptualConfig(PerceptualConfig):
     """Perceptual attacks that end (LPA) or every step (PPGD) project onto the LPIPS ball."""
 
     newton_steps: int = 10  # the authors' max_iterations; bisection takes over for examples still outside
-    # 0: each Newton step aims 1% inside the bound, i.e. at the ball's boundary (the projection's definition);
-    # the authors' code aims `overshoot` inside and lengthens the step by (1 + overshoot): 0.1 lands well
-    # inside (mean LPIPS ~0.42 of a 0.5 bound in PPGD), a weaker attack at the same bound
-    projection_overshoot: float = 0.0
+    # where the Newton projection lands. 'boundary': each step aims 1% inside the bound, i.e. at the ball's
+    # boundary, as a projection onto the ball does. 'authors': their NewtonsPerceptualProjection, which aims 0.1
+    # inside the bound, lengthens the step by 10% and sums the gradients of its successive iterations (it never
+    # zeroes them): it lands well inside (mean LPIPS ~0.42 of a 0.5 bound in PPGD), a weaker attack
+    projection: str = "boundary"
 
     def validate(self, key: str) -> None:
         super().validate(key)
         check(self.newton_steps >= 0, f"{key}.newton_steps", f"must be >= 0 (got {self.newton_steps})")
         check(
-            self.projection_overshoot >= 0,
-            f"{key}.projection_overshoot",
-            f"must be >= 0 (got {self.projection_overshoot}; the authors' code uses 0.1)",
+            self.projection in PROJECTIONS,
+            f"{key}.projection",
+            f"must be one of {PROJECTIONS} (got '{self.projection}')",
         )
 
 

@@ -9,8 +9,10 @@ Where the projection lands (a documented difference from the authors' code): a p
 an outside point to the ball's boundary, so advlab's Newton step aims at ``0.99 * bound`` (1% inside, so that
 it converges from outside in a few steps). The authors' ``NewtonsPerceptualProjection`` aims ``overshoot = 0.1``
 inside the bound and lengthens the step by ``1 + overshoot``; at bound 0.5 their PPGD iterates end at a mean
-LPIPS of about 0.42 instead of about 0.5, a weaker attack than the bound allows. ``projection_overshoot: 0.1``
-reproduces their step exactly. Their fallback, when an example is still outside after ``max_iterations``,
+LPIPS of about 0.42 instead of about 0.5, a weaker attack than the bound allows. Their step
+(``projection: authors``, with the other detail of their loop: it sums the gradients of its successive
+iterations, as it never zeroes them) reproduces their projection; the oracle test shows that with it advlab's
+PPGD succeeds exactly as often as theirs on the same images. Their fallback, when an example is still outside after ``max_iterations``,
 bisects *every* example of the batch from its pre-projection image; advlab bisects only those still outside,
 from the Newton result (the others are already inside).
 """
@@ -39,13 +41,16 @@ def project_lpips(
     newton_steps: int = 10,
     overshoot: float = 0.0,
     bisection_steps: int = 10,
+    accumulate: bool = False,
 ) -> Tensor:
     """Bring every ``x_adv`` with ``d(x_adv, x) > bound`` back into the LPIPS ball (``ref`` = phi(x)).
 
     Newton step on ``d(x~) - aim = 0``: ``x~ -= (1 + overshoot) (d - aim) g / ||g||^2`` with ``aim = 0.99 bound``
-    (``overshoot = 0``) or ``bound - overshoot`` (the authors' step for ``overshoot > 0``)."""
+    (``overshoot = 0``) or ``bound - overshoot`` (the authors' step for ``overshoot > 0``). ``accumulate``: ``g``
+    is the sum of the gradients of all Newton iterations so far (the authors' code, which never zeroes them)."""
     aim = bound - overshoot if overshoot > 0 else 0.99 * bound
     x_adv = x_adv.detach().clone()
+    summed = torch.zeros_like(x_adv)
     for _ in range(newton_steps):
         xa = x_adv.requires_grad_(True)
         dist = distance.distance_to(xa, ref)
@@ -53,6 +58,9 @@ def project_lpips(
         if not bool(outside.any()):
             return xa.detach()
         (grad,) = torch.autograd.grad(dist.sum(), xa)
+        if accumulate:  # only the examples still outside add their gradient (the others are not evaluated)
+            summed = summed + torch.where(_view(outside, grad), grad, torch.zeros_like(grad))
+            grad = summed
         gnorm2 = grad.flatten(1).pow(2).sum(1).clamp_min(1e-12)
         coef = (1 + overshoot) * (dist.detach() - aim) / gnorm2
         coef = torch.where(outside, coef, torch.zeros_like(gnorm2))
@@ -88,9 +96,12 @@ class PerceptualAttack(Attack):
         return objective if self.params.kappa is None else objective.clamp(max=self.params.kappa)
 
     def project(self, distance: LPIPSDistance, x: Tensor, x_adv: Tensor, ref: Tensor) -> Tensor:
-        """:func:`project_lpips` with this attack's bound, Newton steps and overshoot."""
+        """:func:`project_lpips` with this attack's bound, Newton steps and ``projection`` (boundary | authors)."""
         p = self.params
-        return project_lpips(distance, x, x_adv, ref, p.bound, p.newton_steps, p.projection_overshoot)
+        authors = p.projection == "authors"
+        return project_lpips(
+            distance, x, x_adv, ref, p.bound, p.newton_steps, 0.1 if authors else 0.0, accumulate=authors
+        )
 
     def start(self, x: Tensor) -> Tensor:
         return (x + self.params.init_std * torch.randn_like(x)).clamp(0, 1)

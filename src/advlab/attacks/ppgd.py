@@ -13,9 +13,9 @@ LPIPS ball (Newton steps, then bisection: :func:`~advlab.attacks.perceptual_base
 Differences from the authors' code, on purpose (each an option):
 
 * The projection lands at ``0.99 * bound`` (the boundary of the ball, where a projection maps an outside
-  point); the authors' Newton step aims 0.1 inside and overshoots by 10%, so their iterates end at a mean
-  LPIPS of about 0.42 at bound 0.5 (``projection_overshoot: 0.1`` reproduces it). Both stay within the bound;
-  advlab's attack uses the budget the bound allows.
+  point); the authors' Newton step aims 0.1 inside, overshoots by 10% and sums the gradients of its
+  iterations, so their iterates end at a mean LPIPS of about 0.42 at bound 0.5 (``projection: authors``
+  reproduces it). Both stay within the bound; advlab's attack uses the budget the bound allows.
 * ``J^T J v`` and ``||J delta||`` are exact Jacobian-vector products (the authors: finite differences with
   ``h = 1e-3``; ``finite_difference_h: 1e-3`` computes both as they do, which makes their steps ~10% shorter in
   LPIPS where ``h * delta`` is not small), and CG solves ``(J^T J + cg_damping I)`` with ``cg_damping`` 1e-4 (the authors: no damping),
