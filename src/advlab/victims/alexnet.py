@@ -1,6 +1,7 @@
-"""torchvision's AlexNet with its last layer replaced by one output per class: the relative-mCE baseline of the
-PAT paper on ImageNet-100 (their evaluation script reads a 100-class ``torchvision.models.alexnet`` from
-``data/checkpoints/alexnet_imagenet100.pt``, a file they did not release). ``pretrained``: torchvision's
+"""torchvision's AlexNet with a new head: the PAT paper's ImageNet-100 relative-mCE baseline.
+
+Their evaluation script reads a 100-class ``torchvision.models.alexnet`` from
+``data/checkpoints/alexnet_imagenet100.pt``, a file they did not release. ``pretrained``: torchvision's
 ImageNet weights (``alexnet-owt-7be5be79.pth``) loaded before advlab fine-tunes it (``experiment=
 alexnet_imagenet100``); ``checkpoint``: a fine-tuned victim to evaluate as is.
 
