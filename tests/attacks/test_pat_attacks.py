@@ -212,3 +212,15 @@ def test_jpeg_coefficients_move_by_at_most_half_eps_quantisation_steps(rgb_setup
     assert moved.max() <= eps / 2 + 1e-3
     assert moved.max() > 0.9 * eps / 2  # signed steps reach the bound
     assert max(float(c.abs().max()) for c in attack.last_change) <= eps / 2 + 1e-7
+
+
+def test_an_infinite_kappa_is_a_clear_error_and_null_is_the_uncapped_margin():
+    from advlab.attacks.configs import FastLPAConfig, LPAConfig, PPGDConfig
+    from advlab.errors import ConfigError
+
+    assert FastLPAConfig().kappa is None  # the authors' Fast-LPA: kappa = inf
+    assert LPAConfig().kappa == 1.0 and PPGDConfig().kappa == 1.0  # theirs: kappa 1
+    with pytest.raises(ConfigError, match=r"attack\.kappa.*null"):
+        ATTACKS.parse({"name": "fast_lpa", "kappa": float("inf")}, "attack")
+    with pytest.raises(ConfigError, match=r"attack\.projection"):
+        ATTACKS.parse({"name": "ppgd", "projection": "newtons"}, "attack")
