@@ -130,7 +130,7 @@ class AMIConfig(ComponentConfig):
         None  # module name in the victim (``victim.named_modules()``), e.g. net.12 for smallcnn
     )
     change_threshold: float = 0.5  # a neuron changes on a pair when |delta| > this x its std over the images
-    consistency: float = 0.8  # ... on at least this share of the substitution pairs (and stays put on the
+    consistency: float = 0.5  # ... on at least this share of the substitution pairs (and stays put on the
     #                           preservation pairs at least this share of the time)
     strengthen: float = 1.5  # witnesses' activations x this in the steered model
     weaken: float = 0.5  # the layer's other neurons x this
