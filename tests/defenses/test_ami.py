@@ -94,7 +94,10 @@ def test_fit_steers_witnesses_up_and_the_rest_down():
     sub[:, :, :4] = torch.rand(8, 3, 4, 8)  # the "attribute" (upper half) substituted
     pres = x.clone()
     pres[:, :, 4:] = torch.rand(8, 3, 4, 8)  # the attribute kept, the rest changed
+    with pytest.raises(ConfigError, match="pipeline=semantic_adv"):
+        ami.wrap(net)  # not fitted: refused, not silently undefended
     ami.fit(net, {"top": (x, sub, pres)})
+    assert ami.wrap(net) is net
     base = layer_neurons(net, "2", x)
     expected = select_witnesses(
         base, layer_neurons(net, "2", sub), layer_neurons(net, "2", pres), base.std(0), 0.5, 0.5

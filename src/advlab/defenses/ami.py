@@ -156,6 +156,15 @@ class AMIDefense(Defense):
         self.witnesses_per_attribute: dict[str, Tensor] = {}
         self.consistency_threshold: float | None = None
 
+    def wrap(self, victim: nn.Module) -> nn.Module:
+        """The victim itself (AMI detects, it does not change what is scored), once the witnesses are found."""
+        if self.steered is None:
+            raise ConfigError(
+                "defense=ami is a detector fitted on the trained victim (prepare) and reported by "
+                "pipeline=semantic_adv; this pipeline does not fit it"
+            )
+        return victim
+
     def fit(self, victim: nn.Module, pairs: dict[str, tuple[Tensor, Tensor, Tensor]]) -> None:
         """Witnesses from ``{attribute: (images, substituted, preserved)}`` and the steered model."""
         p = self.params
