@@ -261,7 +261,8 @@ def test_transfer_targets_keep_their_own_embedding_size():
         sub = target_spec(ctx, node, i)
         assert sub.task.embedding_dim == 512 and sub.victim.name == "face_resnet50"
         assert not hasattr(sub.victim, "embedding_dim") and not hasattr(sub.victim, "label")
-        net = VICTIMS.build(sub.victim).build(info, TASKS.build(sub.task, info).num_outputs)
+        with torch.device("meta"):  # shapes only: no weight initialisation of a ResNet-50 on the CPU
+            net = VICTIMS.build(sub.victim).build(info, TASKS.build(sub.task, info).num_outputs)
         head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
         assert head.out_features == 512  # the embedding layer
     # a node without embedding_dim keeps the run's
