@@ -138,7 +138,7 @@ def test_houdini_objective_equals_its_definition_and_has_gradients():
         + w[..., 0] * w[..., 1] * at(1, 1)
     )
     loss = (pred - target).norm(dim=-1) / norm[:, None]
-    expected = (0.5 * torch.erfc((s_t - s_p) / math.sqrt(2)) * loss)[:, EYES].mean(dim=1)
+    expected = (0.5 * torch.erfc((s_t - s_p) / math.sqrt(2)) * loss)[:, EYES].sum(dim=1)
     assert torch.allclose(value, expected, atol=1e-6)
     value.sum().backward()
     assert hm.grad is not None and float(hm.grad[:, EYES].abs().sum()) > 0

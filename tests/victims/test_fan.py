@@ -97,7 +97,7 @@ def test_published_2dfan4_layout_loads_with_every_key_consumed(tmp_path):
 
 def test_fan_checkpoint_errors_name_the_problem(tmp_path):
     layout = published_2dfan4_layout(stacks=1)  # the 1-stack layout (2DFAN-1), small and fast to write
-    write_fixture(tmp_path / "one.pth", layout)
+    one = write_fixture(tmp_path / "one.pth", layout)
     assert "l0.weight" in fan_victim(num_modules=1).load_checkpoint(str(tmp_path / "one.pth"))
     missing = dict(layout)
     del missing["l0.bias"]
@@ -112,7 +112,8 @@ def test_fan_checkpoint_errors_name_the_problem(tmp_path):
     load_victim_weights(
         victim, fan_victim(num_modules=1).load_checkpoint(str(tmp_path / "one.pth")), "one.pth"
     )
-    assert torch.equal(victim.net.l0.bias, torch.full((68,), float(victim.net.l0.bias[0])))
+    assert torch.equal(victim.net.l0.bias.detach(), one["l0.bias"])
+    assert torch.equal(victim.net.m0.b2_plus_1.conv3.weight.detach(), one["m0.b2_plus_1.conv3.weight"])
     with pytest.raises(CheckpointError, match="num_modules=4"):  # a 1-stack file for the 4-stack 2DFAN-4
         fan_victim().load_checkpoint(str(tmp_path / "one.pth"))
     with pytest.raises(CheckpointError, match="2DFAN4-11f355bf06"):

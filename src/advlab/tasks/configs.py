@@ -103,7 +103,7 @@ class VerificationConfig(ComponentConfig):
 
 
 LANDMARK_GOALS = ("rotating_eyes", "out_of_region")
-LANDMARK_OBJECTIVES = ("houdini", "mse")
+LANDMARK_OBJECTIVES = ("houdini", "mse", "ce")
 
 
 @dataclasses.dataclass
@@ -122,10 +122,12 @@ class LandmarksConfig(ComponentConfig):
     goal: str = (
         "rotating_eyes"  # rotating_eyes | out_of_region: the targeted attack (SemanticAdv section 4.3)
     )
-    objective: str = "houdini"  # houdini (SemanticAdv Eq. 5) | mse (heatmap MSE to the target's Gaussians)
-    #: Houdini's score g(x, y_k): the heatmap value at y_k (heatmap; FAN's MSE-trained maps lie in [0, 1]) or the
-    #: heatmap's softmax over its pixels there (softmax; for maps trained as logits with train_loss=spatial_ce,
-    #: whose raw gaps are so large that the Gaussian tail's gradient vanishes)
+    #: houdini (SemanticAdv Eq. 5) | mse (heatmap MSE to the target's Gaussians) | ce (each heatmap's softmax over
+    #: its pixels against the target's normalised Gaussian: the spatial_ce training loss aimed at the target)
+    objective: str = "houdini"
+    #: Houdini's score g(x, y_k): the heatmap value at y_k (heatmap; FAN's MSE-trained maps lie in [0, 1]), or the
+    #: value after rescaling each map to [0, 1] by its minimum and maximum (range; for maps trained as logits with
+    #: train_loss=spatial_ce, whose raw gaps are so large that the Gaussian tail's gradient vanishes)
     houdini_score: str = "heatmap"
     rotation_deg: float = (
         90.0  # Rotating Eyes: counter-clockwise (as seen in the image) about the eyes' centre
@@ -143,9 +145,9 @@ class LandmarksConfig(ComponentConfig):
             f"must be mse or spatial_ce (got '{self.train_loss}')",
         )
         check(
-            self.houdini_score in ("heatmap", "softmax"),
+            self.houdini_score in ("heatmap", "range"),
             f"{key}.houdini_score",
-            f"must be heatmap or softmax (got '{self.houdini_score}')",
+            f"must be heatmap or range (got '{self.houdini_score}')",
         )
         check(
             self.goal in LANDMARK_GOALS, f"{key}.goal", f"must be one of {LANDMARK_GOALS} (got '{self.goal}')"

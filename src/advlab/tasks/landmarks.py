@@ -31,10 +31,12 @@ Attack objective (``task.objective``), minimised towards the target (:meth:`Land
 
 - ``houdini`` (SemanticAdv Eq. 5, with :func:`advlab.tasks.houdini.houdini`), per landmark ``k``: the score
   ``g(x, y_k)`` is the heatmap value at location ``y_k`` (bilinear), ``y_hat_k`` the decoded prediction and the task
-  loss ``l_k = ||y_hat_k - y_tgt_k|| / sqrt(W_B H_B)`` (for Out of Region 0 once ``y_hat_k`` is outside the box);
-  averaged over the goal's landmarks (``task.houdini_score=softmax`` scores with each heatmap's softmax over its
-  pixels instead, for heatmaps trained as logits);
-- ``mse``: the heatmap mean squared error to Gaussians at the target (the training loss aimed at the target).
+  loss ``l_k = ||y_hat_k - y_tgt_k|| / sqrt(W_B H_B)`` (for Out of Region 0 once ``y_hat_k`` is outside the box)
+  (``task.houdini_score=range`` scores with each heatmap rescaled to [0, 1] by
+  its minimum and maximum instead, for heatmaps trained as logits); summed over the goal's landmarks (the
+  structured output's loss, as Houdini sums over pixels for segmentation);
+- ``mse`` / ``ce``: the heatmap squared error to Gaussians at the target / the cross-entropy of each heatmap's
+  softmax over its pixels against the normalised target Gaussian (the two training losses aimed at the target).
 
 :meth:`Landmarks.margin` is that objective (>= 0) while the goal is not met and -1 once it is, so SemanticAdv's
 ``max(margin, 0)`` loss and early stop work unchanged. Training (``task.train_loss``): FAN's heatmap MSE to
@@ -118,6 +120,14 @@ def heatmap_values_at(heatmaps: Tensor, points: Tensor, image_hw: tuple[int, int
         heatmaps.reshape(b * n, 1, h, w), grid.reshape(b * n, 1, 1, 2), mode="bilinear", align_corners=False
     )
     return out.reshape(b, n)
+
+
+def spatial_cross_entropy(heatmaps: Tensor, gaussians: Tensor) -> Tensor:
+    """``[B, N]`` cross-entropy between each heatmap's softmax over its pixels and the normalised Gaussian."""
+    logp = heatmaps.flatten(2).log_softmax(dim=2)
+    q = gaussians.flatten(2)
+    q = q / q.sum(dim=2, keepdim=True).clamp(min=1e-12)
+    return -(q * logp).sum(dim=2)
 
 
 # ---- geometry and metrics -------------------------------------------------------------------------------------
@@ -219,10 +229,7 @@ class Landmarks(Task):
     def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
         target = self.target_heatmaps(outputs, y)
         if self.params.train_loss == "spatial_ce":
-            logp = outputs.flatten(2).log_softmax(dim=2)
-            q = target.flatten(2)
-            q = q / q.sum(dim=2, keepdim=True).clamp(min=1e-12)
-            return -(q * logp).sum(dim=2).mean()
+            return spatial_cross_entropy(outputs, target).mean()
         return (outputs - target).pow(2).mean()
 
     # ---- targets ----
@@ -245,20 +252,24 @@ class Landmarks(Task):
     def objective(self, outputs: Tensor, y: Tensor, target: Tensor) -> Tensor:
         """Per-sample objective the attacker minimises to move the landmarks to ``target`` (>= 0)."""
         pts = self.goal_points
-        if self.params.objective == "mse":
-            diff = outputs[:, pts] - self.target_heatmaps(outputs, target[:, pts])
-            return diff.pow(2).sum(dim=(2, 3)).mean(dim=1)
+        if self.params.objective in ("mse", "ce"):
+            goal_maps = self.target_heatmaps(outputs, target[:, pts])
+            if self.params.objective == "mse":
+                return (outputs[:, pts] - goal_maps).pow(2).sum(dim=(2, 3)).mean(dim=1)
+            return spatial_cross_entropy(outputs[:, pts], goal_maps).mean(dim=1)
         pred = self.predict(outputs)
         norm = box_size(y)[:, None]
         task_loss = (pred - target).norm(dim=-1) / norm  # [B, N]
         if self.params.goal == "out_of_region":
             task_loss = task_loss * (~outside_box(pred, self.box)).float()
         maps = outputs
-        if self.params.houdini_score == "softmax":
-            maps = outputs.flatten(2).softmax(dim=2).view_as(outputs)
+        if self.params.houdini_score == "range":
+            flat = outputs.flatten(2)
+            lo, hi = flat.amin(dim=2, keepdim=True), flat.amax(dim=2, keepdim=True)
+            maps = ((flat - lo) / (hi - lo).clamp(min=1e-12)).view_as(outputs)
         score_target = heatmap_values_at(maps, target, self.image_hw)  # type: ignore[arg-type]
         score_pred = heatmap_values_at(maps, pred, self.image_hw)  # type: ignore[arg-type]
-        return houdini(score_target[:, pts], score_pred[:, pts], task_loss[:, pts]).mean(dim=1)
+        return houdini(score_target[:, pts], score_pred[:, pts], task_loss[:, pts]).sum(dim=1)
 
     def goal_reached(self, pred: Tensor, y: Tensor, target: Tensor) -> Tensor:
         if self.params.goal == "rotating_eyes":
