@@ -195,6 +195,9 @@ class GTSRBConfig(DatasetConfig):
     size: int = 32
     crop_roi: bool = True
     top_classes: int | None = None  # keep the K most populated classes (the paper's ECOC setting: 32)
+    #: the GTSRB ClassIds kept, in output order: a .npy (the JMA authors' gtsrb_top32category_label.npy) or a
+    #: text file of one id per line; replaces top_classes' choice
+    classes_file: str | None = None
     test_fraction: float = 0.2  # used only without Final_Test
     split_seed: int = 0
 
@@ -223,12 +226,51 @@ class ImageNet100Config(DatasetConfig):
 
 
 @dataclasses.dataclass
+class ImageNet2KConfig(DatasetConfig):
+    """The JMA paper's ImageNet2K (its Table II): 2000 of the most populated ImageNet-21K classes."""
+
+    #: one WordNet id per line, in class-index order; null: the ``num_classes`` most populated ``train_dir``
+    #: folders (ties broken by wnid), in sorted wnid order
+    classes_file: str | None = None
+    num_classes: int = 2000
+    train_dir: str = "imagenet21k_train"  # ImageNet-21K-P (Ridnik et al. 2021) folder names
+    test_dir: str = "imagenet21k_val"
+    train_per_class: int | None = None  # the first K sorted training images per class (a training subset)
+    size: int = 224  # images are resized (squished) to size x size, as ImageNet-21K-P's processing
+    mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # timm in21k ViT-B/16
+    std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
+    hflip: bool = True
+    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders
+
+    def validate(self, key: str) -> None:
+        check(self.num_classes >= 2, f"{key}.num_classes", f"must be >= 2 (got {self.num_classes})")
+        check(self.num_workers >= 0, f"{key}.num_workers", f"must be >= 0 (got {self.num_workers})")
+        check(self.size >= 16, f"{key}.size", f"must be >= 16 (got {self.size})")
+        check(
+            self.train_per_class is None or self.train_per_class >= 1,
+            f"{key}.train_per_class",
+            f"must be >= 1 or null (got {self.train_per_class})",
+        )
+        check(
+            bool(self.train_dir) and bool(self.test_dir), key, "train_dir and test_dir must be folder names"
+        )
+        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
+        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+
+
+@dataclasses.dataclass
 class MNISTConfig(DatasetConfig):
     size: int = 28  # resized (bilinear) when different from 28
     channels: int = 1
+    pad: bool = False  # zero-pad the 28x28 digits to size x size instead (the JMA authors' 32x32 MNIST)
 
     def validate(self, key: str) -> None:
         check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
+        check(
+            not self.pad or (self.size >= 28 and (self.size - 28) % 2 == 0),
+            f"{key}.pad",
+            f"needs an even size >= 28 to pad 28x28 images evenly (got size {self.size})",
+        )
         check(self.channels in (1, 3), f"{key}.channels", "must be 1 or 3")
 
 
@@ -371,6 +413,7 @@ DATASETS.declare("digits_multilabel", "advlab.data.digits_multilabel", DigitsMul
 DATASETS.declare("digits_seg", "advlab.data.digits_seg", DigitsSegConfig)
 DATASETS.declare("gtsrb", "advlab.data.gtsrb", GTSRBConfig)
 DATASETS.declare("imagenet100", "advlab.data.imagenet100", ImageNet100Config)
+DATASETS.declare("imagenet2k", "advlab.data.imagenet2k", ImageNet2KConfig)
 DATASETS.declare("mnist", "advlab.data.mnist", MNISTConfig)
 DATASETS.declare("nuswide", "advlab.data.nuswide", NUSWideConfig)
 DATASETS.declare("par_pickle", "advlab.data.par_pickle", PARPickleConfig)
