@@ -15,7 +15,7 @@ For a source image ``x`` with attributes ``c`` and an edited attribute vector ``
    every step) on ``L_adv + tv_weight * L_smooth(alpha)``. ``L_adv`` is the task's margin hinge:
    for verification ``max(d(x_adv, x_tgt), kappa)`` up to a constant, kappa the distance threshold at the
    generating FPR (``task.threshold``); ``L_smooth`` is the total variation of ``alpha`` (squared differences of
-   spatial neighbours, summed). Each (image, attribute) stops once it succeeds (``early_stop``); its image
+   spatial neighbours, averaged as in the authors' ``TVLoss``). Each (image, attribute) stops once it succeeds (``early_stop``); its image
    at that step is kept.
 
 Batched over images and over the chosen attributes: the ``B`` images x ``K`` attributes run as ``B*K`` rows of
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -41,13 +42,16 @@ logger = logging.getLogger(__name__)
 
 
 def tv_loss(alpha: Tensor) -> Tensor:
-    """Per-row total variation of ``alpha`` [N, C, H, W]: sum of squared differences between vertically and
-    horizontally adjacent entries (SemanticAdv Eq. 6). Scalars (``[N, 1]``) have none."""
+    """Per-row total variation of ``alpha`` [N, C, H, W] (SemanticAdv Eq. 3's ``L_smooth``), normalised as the
+    authors' ``TVLoss(L=2)`` (``size_average=True``): ``2 * (mean_v + mean_h)``, the mean squared difference
+    between vertically and between horizontally adjacent entries. A sum instead of the means would weigh the
+    term by the size of the feature map (x 7168 for a 64x8x8 map) and hold alpha near its initial value.
+    Scalars (``[N, 1]``) have none."""
     if alpha.dim() < 4:
         return alpha.new_zeros(alpha.shape[0])
-    dh = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).sum(dim=(1, 2, 3))
-    dw = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).sum(dim=(1, 2, 3))
-    return dh + dw
+    dh = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).flatten(1).mean(1)
+    dw = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).flatten(1).mean(1)
+    return 2 * (dh + dw)
 
 
 def flip_attributes(c: Tensor, attr_idx: Tensor) -> Tensor:
@@ -58,6 +62,68 @@ def flip_attributes(c: Tensor, attr_idx: Tensor) -> Tensor:
     cols = attr_idx.to(c.device).repeat(c.shape[0])
     c_new[rows, cols] = 1 - c_new[rows, cols]
     return c_new
+
+
+@dataclasses.dataclass
+class InterpolationResult:
+    """Per row of one interpolation optimisation."""
+
+    x_adv: Tensor  # the image at the step the row first succeeded (else after the last step)
+    success: Tensor  # bool
+    iters: Tensor  # steps used (float)
+    alpha: Tensor  # the final interpolation parameters
+
+
+def optimise_interpolation(
+    params: SemanticAdvConfig,
+    alpha: Tensor,
+    synthesize: Callable[[Tensor], Tensor],
+    model: nn.Module,
+    adv_loss: Callable[[Tensor], Tensor],
+    success: Callable[[Tensor], Tensor],
+    label: str = "semantic_adv",
+    unit: str = "attacks",
+) -> InterpolationResult:
+    """SemanticAdv's step 3, shared by every task: Adam (``lr``, ``steps``) on ``alpha`` (rows first, as
+    initialised by the caller) minimising ``adv_loss(model(x_adv)) + tv_weight * L_smooth(alpha)`` per row, with
+    ``x_adv = synthesize(alpha)``; ``alpha`` is clamped to ``[alpha_min, alpha_max]`` after every step. A row
+    stops once ``success(model(x_adv))`` holds (``early_stop`` ends the loop when all have) and keeps its image
+    of that step."""
+    p = params
+    alpha = alpha.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([alpha], lr=p.lr)
+    n = alpha.shape[0]
+    done = torch.zeros(n, dtype=torch.bool, device=alpha.device)
+    best: Tensor | None = None
+    iters = torch.full((n,), p.steps, dtype=torch.float32, device=alpha.device)
+    with torch.enable_grad():
+        for it in range(p.steps):
+            x_adv = synthesize(alpha)
+            if best is None:
+                best = torch.zeros_like(x_adv.detach())
+            out = model(x_adv)
+            loss = adv_loss(out) + p.tv_weight * tv_loss(alpha)
+            with torch.no_grad():
+                ok = success(out) & ~done
+                best[ok] = x_adv.detach()[ok]
+                iters[ok] = it
+                done |= ok
+            if p.early_stop and bool(done.all()):
+                break
+            if (it + 1) % 50 == 0:
+                logger.info(f"{label} step {it + 1}/{p.steps}: {int(done.sum())}/{n} {unit} succeeded")
+            opt.zero_grad(set_to_none=True)
+            (loss * (~done).float()).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                alpha.clamp_(p.alpha_min, p.alpha_max)
+    with torch.no_grad():
+        if not bool(done.all()):
+            last = synthesize(alpha)
+            best = torch.zeros_like(last) if best is None else best
+            best[~done] = last[~done]
+    assert best is not None
+    return InterpolationResult(best.detach(), done, iters, alpha.detach())
 
 
 @dataclasses.dataclass
@@ -178,45 +244,23 @@ class SemanticAdv(Attack):
                 else:
                     x_edit = generator(x_rows, c_new)
                     alpha = torch.full((b * k, 1), p.alpha_init, device=x.device)
-            alpha.requires_grad_(True)
-            opt = torch.optim.Adam([alpha], lr=p.lr)
-            n = b * k
-            done = torch.zeros(n, dtype=torch.bool, device=x.device)
-            best = torch.zeros_like(x_edit)
-            iters = torch.full((n,), p.steps, dtype=torch.float32, device=x.device)
-            with torch.enable_grad():
-                for it in range(p.steps):
-                    x_adv = self.synthesize(generator, alpha, x_rows, c_rows, c_new, f0, f1)
-                    out = model(x_adv)
-                    adv = task.margin(out, y_rows, t_rows).clamp(min=0)
-                    loss = adv + p.tv_weight * tv_loss(alpha)
-                    with torch.no_grad():
-                        ok = task.success(out, y_rows, t_rows) & ~done
-                        best[ok] = x_adv.detach()[ok]
-                        iters[ok] = it
-                        done |= ok
-                    if p.early_stop and bool(done.all()):
-                        break
-                    if (it + 1) % 50 == 0:
-                        logger.info(
-                            f"semantic_adv ({p.interpolation}) step {it + 1}/{p.steps}: "
-                            f"{int(done.sum())}/{n} (image, attribute) attacks succeeded"
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    (loss * (~done).float()).sum().backward()
-                    opt.step()
-                    with torch.no_grad():
-                        alpha.clamp_(p.alpha_min, p.alpha_max)
-            with torch.no_grad():
-                if not bool(done.all()):
-                    last = self.synthesize(generator, alpha, x_rows, c_rows, c_new, f0, f1)
-                    best[~done] = last[~done]
+            synth = lambda a: self.synthesize(generator, a, x_rows, c_rows, c_new, f0, f1)  # noqa: E731
+            res = optimise_interpolation(
+                p,
+                alpha,
+                synth,
+                model,
+                adv_loss=lambda out: task.margin(out, y_rows, t_rows).clamp(min=0),
+                success=lambda out: task.success(out, y_rows, t_rows),
+                label=f"semantic_adv ({p.interpolation})",
+                unit="(image, attribute) attacks",
+            )
         shape = (b, k, *x.shape[1:])
         return SemanticAdvResult(
             x_recon=x_recon.detach(),
             x_edit=x_edit.detach().view(shape),
-            x_adv=best.detach().view(shape),
-            success=done.view(b, k),
-            iters=iters.view(b, k),
-            alpha=alpha.detach().view(b, k, *alpha.shape[1:]),
+            x_adv=res.x_adv.view(shape),
+            success=res.success.view(b, k),
+            iters=res.iters.view(b, k),
+            alpha=res.alpha.view(b, k, *res.alpha.shape[1:]),
         )

@@ -176,6 +176,34 @@ class DigitsSegConfig(DatasetConfig):
 
 
 @dataclasses.dataclass
+class DigitsStreetConfig(DatasetConfig):
+    default_task: ClassVar[str] = "segmentation"  # the task a run on this dataset gets with task.name=auto
+    size: int = 64  # image side (pixels); object sizes scale with it
+    num_train: int = 2000
+    num_test: int = 200
+    min_objects: int = 2  # object instances per scene: min_objects..max_objects
+    max_objects: int = 4
+    colour_jitter: float = 0.1  # +- per RGB channel of an object's class colour
+    noise: float = 0.03  # std of the Gaussian pixel noise
+    split_seed: int = 0
+
+    def validate(self, key: str) -> None:
+        check(
+            self.size >= 32 and self.size % 8 == 0,
+            f"{key}.size",
+            f"must be >= 32 and divisible by 8 (got {self.size})",
+        )
+        check(self.num_train >= 1 and self.num_test >= 1, key, "num_train and num_test must be >= 1")
+        check(
+            1 <= self.min_objects <= self.max_objects <= 8,
+            f"{key}.min_objects",
+            f"need 1 <= min_objects <= max_objects <= 8 (got {self.min_objects}, {self.max_objects})",
+        )
+        check(0 <= self.colour_jitter <= 0.3, f"{key}.colour_jitter", "must be in [0, 0.3]")
+        check(self.noise >= 0, f"{key}.noise", "must be >= 0")
+
+
+@dataclasses.dataclass
 class FaceDatasetConfig(DatasetConfig):
     default_task: ClassVar[str] = "verification"  # the task a run on this dataset gets with task.name=auto
     #: images of one identity placed together in a shuffled training batch (0 or 1: plain shuffling)
@@ -411,6 +439,7 @@ DATASETS.declare("coco", "advlab.data.coco", COCOConfig)
 DATASETS.declare("digits", "advlab.data.digits", DigitsConfig)
 DATASETS.declare("digits_multilabel", "advlab.data.digits_multilabel", DigitsMultiLabelConfig)
 DATASETS.declare("digits_seg", "advlab.data.digits_seg", DigitsSegConfig)
+DATASETS.declare("digits_street", "advlab.data.digits_street", DigitsStreetConfig)
 DATASETS.declare("gtsrb", "advlab.data.gtsrb", GTSRBConfig)
 DATASETS.declare("imagenet100", "advlab.data.imagenet100", ImageNet100Config)
 DATASETS.declare("imagenet2k", "advlab.data.imagenet2k", ImageNet2KConfig)

@@ -20,8 +20,20 @@ class EvalConfig:
     # attack/lpips: null (off) | alex | vgg | squeeze (the lpips package's calibrated LPIPS; trunk weights from
     # TORCH_HOME) | alex_random (uncalibrated random trunk, tests only) | self (the victim's own features)
     lpips: str | None = None
+    # sharded evaluation: this run evaluates shard `shard` of `num_shards` contiguous, equal slices of the
+    # evaluated images (after subset / num_examples); advlab-merge combines the shards' run folders into the
+    # unsharded run's results.json (advlab/merge.py, docs/cluster.md)
+    shard: int = 0
+    num_shards: int = 1
 
     def validate(self, key: str) -> None:
+        check(self.num_shards >= 1, f"{key}.num_shards", f"must be >= 1 (got {self.num_shards})")
+        check(
+            0 <= self.shard < max(self.num_shards, 1),
+            f"{key}.shard",
+            f"must be in [0, {key}.num_shards) = [0, {self.num_shards}) (got {self.shard}); shards are numbered "
+            "from 0, e.g. eval.shard=$SLURM_ARRAY_TASK_ID with --array=0-<num_shards - 1>",
+        )
         check(
             self.lpips in (None, "alex", "vgg", "squeeze", "alex_random", "self"),
             f"{key}.lpips",
@@ -83,6 +95,31 @@ class TrainConfig:
         for name in ("grad_clip", "grad_clip_value"):
             value = getattr(self, name)
             check(value is None or value > 0, f"{key}.{name}", f"must be > 0 or null (got {value})")
+
+
+@dataclasses.dataclass
+class LabelMapTrainConfig:
+    """Training of the label-map-conditioned generator (loops/label_map_fit.py): L1 reconstruction of the image
+    from its context (the image with an object's box erased) and the full label map, Adam."""
+
+    iters: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    box_margin: float = 0.25  # the erased box: an instance's bounding box grown by this share of its side
+    box_weight: float = 4.0  # extra weight of the L1 inside the erased box (the region to synthesise)
+    checkpoint_every: int = 500
+    log_every: int = 100
+
+    def validate(self, key: str) -> None:
+        check(self.iters >= 1, f"{key}.iters", f"must be >= 1 (got {self.iters})")
+        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
+        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
+        check(self.box_margin >= 0 and self.box_weight >= 0, key, "box_margin and box_weight must be >= 0")
+        check(
+            self.checkpoint_every >= 1 and self.log_every >= 1, key, "checkpoint_every/log_every must be >= 1"
+        )
 
 
 @dataclasses.dataclass

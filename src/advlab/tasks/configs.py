@@ -90,12 +90,23 @@ class PARTaskConfig(ComponentConfig):
         check(self.f1 in ("means", "instances"), f"{key}.f1", f"must be means or instances (got '{self.f1}')")
 
 
+SEGMENTATION_OBJECTIVES = ("ce", "houdini")
+
+
 @dataclasses.dataclass
 class SegmentationConfig(ComponentConfig):
+    #: not part of a trained victim's cache key (it only shapes the attack objective)
+    eval_only_fields: ClassVar[tuple[str, ...]] = ("objective",)
     ignore_index: int = IGNORE
     success_pixel_acc: float = 0.5  # per-sample correctness / attack-success threshold (see module doc)
+    objective: str = "ce"  # ce | houdini: the per-pixel attack objective (tasks/segmentation.py)
 
     def validate(self, key: str) -> None:
+        check(
+            self.objective in SEGMENTATION_OBJECTIVES,
+            f"{key}.objective",
+            f"must be one of {SEGMENTATION_OBJECTIVES} (got '{self.objective}')",
+        )
         check(
             0.0 < self.success_pixel_acc <= 1.0,
             f"{key}.success_pixel_acc",
