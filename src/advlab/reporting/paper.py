@@ -41,7 +41,6 @@ CITES = ("asl_par", "eot_patch", "semanticadv", "jma", "pat", "advlab")
 CITE_ALIASES = {
     "tondi2024jma": "jma",
     "qiu2020semanticadv": "semanticadv",
-    "joshi2019semanticadv": "semanticadv",  # the key the block's schema example uses
     "laidlaw2021pat": "pat",
     "shekhar2025eotpatch": "eot_patch",
     "aslpar2025": "asl_par",
