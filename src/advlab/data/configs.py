@@ -69,12 +69,46 @@ SEMANTICADV_ATTRIBUTES = [
 @dataclasses.dataclass
 class DatasetConfig(ComponentConfig):
     default_task: ClassVar[str] = "classification"  # the task a run on this dataset gets with task.name=auto
+    #: True when items are decoded from image files on every read (worker processes pay off); False for
+    #: datasets held in memory as tensors
+    reads_files: ClassVar[bool] = False
     root: str | None = None
     augment: bool = False  # random-crop (padding 2) training augmentation, applied on the device
     hflip: bool = False  # random horizontal flips during training (off for digits)
+    # DataLoader settings of every loader of the dataset (advlab.data.base.DataModule.dataloader):
+    num_workers: int | None = (
+        None  # worker processes; null: 0 in memory or on a CPU run, else min(4, cores - 1)
+    )
+    pin_memory: bool | None = (
+        None  # page-locked batches for async copies; null: on when the run's device is cuda
+    )
+    persistent_workers: bool = (
+        False  # keep the workers alive between passes over one loader (num_workers > 0)
+    )
+    prefetch_factor: int | None = None  # batches each worker loads ahead; null: torch's default (2)
 
     def validate(self, key: str) -> None:
         pass
+
+    def validate_loading(self, key: str) -> None:
+        """The DataLoader settings (checked for every dataset, whatever its own ``validate``)."""
+        workers = self.num_workers
+        check(workers is None or workers >= 0, f"{key}.num_workers", f"must be >= 0 or null (got {workers})")
+        check(
+            self.prefetch_factor is None or self.prefetch_factor >= 1,
+            f"{key}.prefetch_factor",
+            f"must be >= 1 or null (got {self.prefetch_factor})",
+        )
+        check(
+            self.prefetch_factor is None or workers != 0,
+            f"{key}.prefetch_factor",
+            f"needs worker processes: set {key}.num_workers > 0 or {key}.prefetch_factor=null",
+        )
+        check(
+            not self.persistent_workers or workers != 0,
+            f"{key}.persistent_workers",
+            f"needs worker processes: set {key}.num_workers > 0 or {key}.persistent_workers=false",
+        )
 
 
 @dataclasses.dataclass
@@ -85,10 +119,10 @@ class Cifar10Config(DatasetConfig):
 
 @dataclasses.dataclass
 class CityscapesConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "segmentation"  # the task a run on this dataset gets with task.name=auto
     size: list[int] | None = None  # [height, width] to resize to; null = native 1024x2048
     test_split: str = "val"  # the Cityscapes split used as advlab's test split
-    num_workers: int = 4  # data-loading processes
 
     def validate(self, key: str) -> None:
         check(
@@ -97,11 +131,11 @@ class CityscapesConfig(DatasetConfig):
             f"must be [height, width] or null (got {self.size})",
         )
         check(self.test_split in ("val", "test", "train"), f"{key}.test_split", "must be val, test or train")
-        check(self.num_workers >= 0, f"{key}.num_workers", "must be >= 0")
 
 
 @dataclasses.dataclass
 class COCOConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "multilabel"  # the task a run on this dataset gets with task.name=auto
     year: int = 2014
     size: int = 224
@@ -191,6 +225,7 @@ class FaceDatasetConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class GTSRBConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     augment: bool = True  # random-crop training augmentation (traffic signs are not centred)
     size: int = 32
     crop_roi: bool = True
@@ -210,6 +245,7 @@ class GTSRBConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class ImageNet100Config(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     size: int = 224
     resize: int = 256
     class_stride: int = 1  # 10: every 10th of 1000 sorted ImageNet classes (the paper's ImageNet-100)
@@ -234,6 +270,7 @@ class MNISTConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class NUSWideConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "multilabel"  # the task a run on this dataset gets with task.name=auto
     size: int = 224
     drop_empty: bool = True
@@ -246,6 +283,7 @@ class NUSWideConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class PARPickleConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "par"  # the task a run on this dataset gets with task.name=auto
     preset: str = "none"  # peta | pa100k | rapv2 | msp60k | none: part groups (and expected attribute count)
     pickle: str = "dataset_all.pkl"  # relative to dataset.root, or absolute
@@ -287,6 +325,7 @@ class SynthPARConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class VOCConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "multilabel"  # the task a run on this dataset gets with task.name=auto
     size: int = 224  # images are resized to size x size (299 for InceptionV3)
     split_mode: str = "official"  # official | paper
@@ -312,6 +351,7 @@ class Cifar10CConfig(Cifar10Config):
 
 @dataclasses.dataclass
 class CelebAConfig(FaceDatasetConfig):
+    reads_files: ClassVar[bool] = True
     image_size: int = 112
     crop: int = 178
     crop_top: int = 20

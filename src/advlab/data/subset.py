@@ -54,13 +54,26 @@ def read_index_file(path: str | Path, num_test: int, key: str = "eval.subset_fil
 
 @torch.no_grad()
 def random_correct_indices(
-    model: nn.Module, task, dataset, n: int | None, batch_size: int, device: torch.device, seed: int
+    model: nn.Module,
+    task,
+    dataset,
+    n: int | None,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    loader_options: dict | None = None,
 ) -> Tensor:
-    """``n`` seeded random indices (sorted) of test images the victim classifies correctly (all if None)."""
+    """``n`` seeded random indices (sorted) of test images the victim classifies correctly (all if None), the
+    victim at full precision (as the evaluate loop's outcomes); ``loader_options``: the data module's
+    DataLoader settings."""
+    from advlab.victims.acceleration import full_precision
+
     correct = []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        correct.append(task.correct(model(x.to(device)), y.to(device)).cpu())
-    pool = torch.cat(correct).nonzero().squeeze(1)
+    with full_precision(model):
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, **(loader_options or {})):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            correct.append(task.correct(model(x), y))
+    pool = torch.cat(correct).nonzero().squeeze(1).cpu()
     if n is not None and n > len(pool):
         raise ConfigError(
             f"eval.num_examples: {n} correctly classified test images asked, the victim gets only {len(pool)} "
@@ -81,8 +94,10 @@ def eval_loader(model: nn.Module, task, data, params, device: torch.device, seed
         if params.num_examples is not None:
             idx = idx[: params.num_examples]
     else:
-        idx = random_correct_indices(model, task, ds, params.num_examples, params.batch_size, device, seed)
-    return DataLoader(Subset(ds, idx.tolist()), batch_size=params.batch_size, shuffle=False)
+        idx = random_correct_indices(
+            model, task, ds, params.num_examples, params.batch_size, device, seed, data.loader_options()
+        )
+    return data.dataloader(Subset(ds, idx.tolist()), batch_size=params.batch_size, shuffle=False)
 
 
 def read_target_file(task, num_images: int) -> Tensor | None:
