@@ -69,11 +69,10 @@ def victim_cache_key(spec: RunSpec) -> dict[str, Any]:
         "defense": dataclasses.asdict(spec.defense),
         "seed": spec.seed,
     }
-    acc = (
-        spec.acceleration
-    )  # weights trained under autocast / channels_last differ; compiling changes nothing
-    if acc.precision != "fp32" or acc.channels_last:  # (absent by default: fp32 cache keys stay as they were)
-        key["acceleration"] = {"precision": acc.precision, "channels_last": acc.channels_last}
+    # weights trained under bf16/fp16 autocast are other weights; the memory format and compiling only change
+    # rounding, as the device does (not in the key either). Absent in fp32: cache keys stay as they were.
+    if spec.acceleration.precision != "fp32":
+        key["precision"] = spec.acceleration.precision
     return key
 
 

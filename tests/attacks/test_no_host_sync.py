@@ -61,7 +61,9 @@ def test_attack_loops_have_no_unlisted_host_syncs():
                 used.add((path.name, call))
             else:
                 offending.append(f"{path.name}:{line}: {call}")
-    assert not offending, "host syncs inside attack loops (keep the work on the device):\n" + "\n".join(offending)
+    assert not offending, "host syncs inside attack loops (keep the work on the device):\n" + "\n".join(
+        offending
+    )
     assert used == set(ALLOWED), f"allow-list entries that no longer occur: {sorted(set(ALLOWED) - used)}"
 
 

@@ -1,0 +1,69 @@
+"""DataLoader settings (``dataset.num_workers``, ``pin_memory``, ``persistent_workers``, ``prefetch_factor``):
+defaults per device, passed to every loader of a data module, validated before torch with the key named."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import make_cfg
+
+from advlab.data.base import DATASETS, DataModule
+from advlab.errors import ConfigError
+from advlab.registry import parse_config
+from advlab.validation import check_config
+
+
+def digits(**loading):
+    cfg = parse_config(DATASETS.get("digits").Config, {"name": "digits", "size": 8, **loading}, "dataset")
+    return DATASETS.build(cfg, 0)
+
+
+def test_defaults_follow_the_device_and_the_dataset():
+    data = digits()
+    assert data.loader_options() == {"num_workers": 0, "pin_memory": False}  # no device set: plain loading
+    data.device = torch.device("cpu")
+    assert data.loader_options() == {"num_workers": 0, "pin_memory": False}
+    data.device = torch.device("cuda", 1)  # in memory: no workers, pinned batches for async copies
+    assert data.loader_options() == {"num_workers": 0, "pin_memory": True}
+    files = DataModule(DATASETS.config("cityscapes")(), 0)  # decoded from image files on every read
+    files.device = torch.device("cuda")
+    workers = min(4, max((os.cpu_count() or 1) - 1, 0))
+    expected = {"num_workers": workers, "pin_memory": True}
+    assert files.loader_options() == ({**expected, "persistent_workers": False} if workers else expected)
+    files.device = torch.device("cpu")  # a CPU run: workers would compete with the compute
+    assert files.loader_options() == {"num_workers": 0, "pin_memory": False}
+
+
+def test_settings_reach_every_loader():
+    """The train / test loaders and the evaluate loop's subset loader all carry the dataset's settings (not
+    iterated here: starting worker processes costs seconds)."""
+    from advlab.data.subset import eval_loader
+    from advlab.loops.configs import EvalConfig
+
+    tuned = digits(num_workers=2, persistent_workers=True, prefetch_factor=5, pin_memory=True)
+    loaders = [
+        tuned.loader("train", 64, shuffle=True, seed=5),
+        tuned.loader("test", 64, limit=10),
+        eval_loader(None, None, tuned, EvalConfig(num_examples=10), torch.device("cpu"), 0),
+    ]
+    for loader in loaders:
+        assert (loader.num_workers, loader.persistent_workers, loader.prefetch_factor) == (2, True, 5)
+        assert loader.pin_memory
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(ConfigError) as exc:
+        check_config(
+            make_cfg("dataset.num_workers=0", "dataset.persistent_workers=true", "dataset.prefetch_factor=4")
+        )
+    text = str(exc.value)
+    assert "dataset.persistent_workers: needs worker processes: set dataset.num_workers > 0" in text
+    assert "dataset.prefetch_factor: needs worker processes" in text
+    with pytest.raises(ConfigError, match="dataset.num_workers: must be >= 0 or null"):
+        check_config(make_cfg("dataset.num_workers=-1"))
+    spec = check_config(make_cfg("dataset.num_workers=2", "dataset.persistent_workers=true"))
+    assert spec.dataset.num_workers == 2 and spec.dataset.persistent_workers
+    # auto workers (null): persistent_workers applies when the run gets workers (a cuda run on image files)
+    assert check_config(make_cfg("dataset.persistent_workers=true")).dataset.num_workers is None
