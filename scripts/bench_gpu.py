@@ -35,7 +35,6 @@ import dataclasses
 import json
 import platform
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -271,6 +270,18 @@ def measure(row: Row, repeats: int, device: torch.device) -> dict[str, dict[str,
     return out
 
 
+def table_line(r: dict, fp32: dict[str, float]) -> str:
+    adv, bare, ta = r["advlab"], r["bare"], r.get("torchattacks")
+    cells = [
+        r["row"], r["variant"], f"{bare['img_s']:.2f}", f"{adv['img_s']:.2f}",
+        f"{ta['img_s']:.2f}" if ta else "n/a", f"{adv['median_s'] / bare['median_s']:.3f}",
+        f"{adv['median_s'] / ta['median_s']:.3f}" if ta else "n/a",
+        f"{fp32[r['row']] / adv['median_s']:.2f}x" if r["row"] in fp32 else "n/a",
+        f"{adv['peak_mem_gib']:.2f}" if "peak_mem_gib" in adv else "n/a",
+    ]  # fmt: skip
+    return "| " + " | ".join(cells) + " |"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -278,41 +289,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    results = []
-    for kind in args.rows:
-        for variant in args.variants:
-            for row in build_row(kind, VARIANTS[variant], args, device):
-                print(f"... {row.name} [{variant}]", file=sys.stderr, flush=True)
-                results.append({"row": row.name, "variant": variant, **measure(row, args.repeats, device)})
-                del row
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    print(f"\nadvlab GPU benchmark | {device} ({name}{threads}) | torch {torch.__version__} | "
+    print(f"advlab GPU benchmark | {device} ({name}{threads}) | torch {torch.__version__} | "
           f"PGD steps {args.steps} | median of {args.repeats}{' | --quick' if args.quick else ''}\n")  # fmt: skip
     print("| row | setting | bare img/s | advlab img/s | torchattacks img/s | advlab/bare | advlab/torchattacks "
           "| vs fp32 | peak GiB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    fp32 = {r["row"]: r["advlab"]["median_s"] for r in results if r["variant"] == "fp32"}
-    for r in results:
-        adv, bare, ta = r["advlab"], r["bare"], r.get("torchattacks")
-        cells = [
-            r["row"], r["variant"], f"{bare['img_s']:.2f}", f"{adv['img_s']:.2f}",
-            f"{ta['img_s']:.2f}" if ta else "n/a", f"{adv['median_s'] / bare['median_s']:.3f}",
-            f"{adv['median_s'] / ta['median_s']:.3f}" if ta else "n/a",
-            f"{fp32[r['row']] / adv['median_s']:.2f}x" if r["row"] in fp32 else "n/a",
-            f"{adv['peak_mem_gib']:.2f}" if "peak_mem_gib" in adv else "n/a",
-        ]  # fmt: skip
-        print("| " + " | ".join(cells) + " |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    results, fp32 = [], {}
+    for kind in args.rows:
+        for variant in args.variants:
+            for row in build_row(kind, VARIANTS[variant], args, device):
+                result = {"row": row.name, "variant": variant, **measure(row, args.repeats, device)}
+                if variant == "fp32":
+                    fp32[row.name] = result["advlab"]["median_s"]
+                print(table_line(result, fp32), flush=True)  # each row as soon as it is measured
+                results.append(result)
+                del row
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"device": name, "args": {k: str(v) for k, v in vars(args).items()}, "rows": results},
-                indent=2,
-            )
-        )
+        meta = {
+            "device": name,
+            "torch": torch.__version__,
+            "args": {k: str(v) for k, v in vars(args).items()},
+        }
+        args.json.write_text(json.dumps({**meta, "rows": results}, indent=2) + "\n")
     return 0
 
 

@@ -188,6 +188,19 @@ def test_channels_last_gives_the_same_outputs_and_input_gradients():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
 
 
+def test_jacobians_under_torch_func_run_in_fp32():
+    """JMA's vectorised Jacobian (vjp + vmap) through a bf16 victim: the forward runs in fp32 there (autocast's
+    batched backward fails for conv + batch norm), giving the fp32 Jacobian exactly."""
+    from advlab.attacks.jma import output_jacobian
+
+    x = digits_tensors(16)[2][:4]
+    plain = Victim(conv_net(), (0.5,), (0.25,))
+    low = accelerate(Victim(conv_net(), (0.5,), (0.25,)), Acceleration(precision="bf16"))
+    f_low, jac_low = output_jacobian(low, x)
+    f, jac = output_jacobian(plain, x)
+    assert torch.equal(f_low, f) and torch.equal(jac_low, jac)
+
+
 def test_compile_works_with_a_backend(monkeypatch):
     """The victim's call goes through torch.compile (dynamo with the eager backend: no C++ build in a test)."""
     compiled = []

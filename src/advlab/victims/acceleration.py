@@ -9,6 +9,9 @@ on a :class:`~advlab.victims.base.Victim`, whose ``__call__`` then
   ``torch.autocast(dtype=bfloat16 | float16)`` on the input's device type;
 - returns every floating output in float32 (tensors inside tuples / lists / dicts too).
 
+Under a ``torch.func`` transform (JMA's vectorised Jacobian) the forward runs in fp32 (see
+:func:`under_func_transform`).
+
 Nothing else changes: the attacks' iterates, steps, projections and bounds are computed on float32 inputs
 outside the autocast region (the gradient with respect to the input arrives in float32), so an Lp bound is
 exactly as tight as in fp32; the evaluate loop decides clean and adversarial outcomes (accuracy, success,
@@ -51,6 +54,15 @@ def to_float32(out: Any) -> Any:
     return out
 
 
+def under_func_transform(x: Tensor) -> bool:
+    """Whether ``x`` is traced by a ``torch.func`` transform (vjp, vmap, jacrev: JMA's vectorised Jacobian).
+    The victim then runs in fp32: autocast is not supported by every functorch batching rule (a convolution
+    followed by batch norm fails in the batched backward with "expected scalar type BFloat16 but found
+    Float", torch 2.15)."""
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(wrapped is not None and wrapped(x))
+
+
 class AcceleratedCall:
     """The per-victim state behind :meth:`Victim.__call__` (not a module: nothing of it is in a state_dict)."""
 
@@ -65,7 +77,7 @@ class AcceleratedCall:
         if acc.channels_last and isinstance(x, Tensor) and x.dim() == 4:
             args = (x.contiguous(memory_format=torch.channels_last), *args[1:])
         dtype = AUTOCAST_DTYPES.get(acc.precision) if not self.full_precision else None
-        if dtype is None or not isinstance(x, Tensor):
+        if dtype is None or not isinstance(x, Tensor) or under_func_transform(x):
             return self.checked(victim, call, args, kwargs)
         with torch.autocast(device_type=x.device.type, dtype=dtype):
             out = self.checked(victim, call, args, kwargs)
