@@ -247,3 +247,38 @@ def test_digits_multilabel_dataset():
     assert data.default_task == "multilabel"
     x2, y2 = build("digits_multilabel", num_train=64, num_test=32).dataset("train").tensors
     assert torch.equal(x, x2) and torch.equal(y, y2)  # seeded
+
+
+def test_mnist_zero_padding(tmp_path):
+    """dataset.pad: the 28x28 digits centred in a zero 32x32 canvas, as the JMA authors' np.pad (2, 2)."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(1, 256, (3, 28, 28))
+    for prefix in ("train", "t10k"):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", images, False)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(3), False)
+    x, _ = build("mnist", root=str(tmp_path), size=32, pad=True, channels=3).dataset("test").tensors
+    expected = np.pad(images, ((0, 0), (2, 2), (2, 2))) / 255
+    assert x.shape == (3, 3, 32, 32)
+    assert np.allclose(x[:, 1].numpy(), expected, atol=1e-6) and torch.equal(x[:, 0], x[:, 2])
+    from advlab.data.configs import MNISTConfig
+    from advlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dataset.pad"):
+        MNISTConfig(name="mnist", size=31, pad=True).validate("dataset")
+
+
+def test_gtsrb_classes_file(tmp_path):
+    """dataset.classes_file: the authors' ClassId list (.npy) sets which classes are kept and their order."""
+    make_gtsrb(tmp_path, {0: 2, 1: 6, 2: 4}, test=True)
+    np.save(tmp_path / "gtsrb_top32category_label.npy", np.array([2, 0]))
+    data = build(
+        "gtsrb", root=str(tmp_path), size=8, classes_file=str(tmp_path / "gtsrb_top32category_label.npy")
+    )
+    assert data.info.num_classes == 2 and data.info.class_names == ["class02", "class00"]
+    _, yt = data.dataset("test").tensors
+    assert yt.tolist() == [1, 0]  # test images of classes 0 and 2 (class 1 dropped): 0 -> 1, 2 -> 0
+    (tmp_path / "ids.txt").write_text("1\n99\n")
+    with pytest.raises(DatasetNotFoundError, match="distinct GTSRB ClassIds"):
+        _ = build("gtsrb", root=str(tmp_path), size=8, classes_file=str(tmp_path / "ids.txt")).info
+    with pytest.raises(DatasetNotFoundError, match="gtsrb_top32category_label.npy"):
+        _ = build("gtsrb", root=str(tmp_path), size=8, classes_file=str(tmp_path / "none.npy")).info

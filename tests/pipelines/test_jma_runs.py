@@ -238,5 +238,7 @@ def test_paper_presets_use_the_paper_protocol(experiment, victim, task_name):
     assert spec.eval.subset == "random_correct" and spec.eval.num_examples == 200
     if experiment == "jma_voc_15bit":
         assert spec.task.flip_bits == 15 and spec.dataset.size == 299
+    if victim == "inception_v3":  # the paper's VOC InceptionV3 is trained with the categorical hinge
+        assert spec.task.loss == "categorical_hinge"
     lots = build_spec(make_cfg(f"experiment={experiment}", "attack=lots_ecoc", "device=cpu")).attack
     assert lots.num_target_images == 50

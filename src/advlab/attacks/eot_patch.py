@@ -221,7 +221,7 @@ class EOTPatch(UniversalAttack):
             y = self.adv_labels(y)
             if out.shape[-2:] != y.shape[-2:]:
                 out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
-            per_sample = F.cross_entropy(out, y, ignore_index=self.ignore_index, reduction="none")
+            per_sample = self.task.pixel_loss(out, y)  # task.objective: cross-entropy or Houdini
             valid = y != self.ignore_index
             correct = out.detach().argmax(1) == y
         # ascent on the loss; the universal loop minimises

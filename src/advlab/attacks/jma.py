@@ -30,6 +30,8 @@ succeeded leave the batch.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -38,13 +40,25 @@ from advlab.attacks.configs import JMAConfig  # noqa: F401
 from advlab.attacks.nnls import solve_min_norm_dual
 
 
+def math_attention():
+    """Scaled-dot-product attention through its plain matmul/softmax form: the fused (flash / efficient)
+    kernels' backward has no vmap batching rule, so ``vmap`` would run the ``n`` backward passes of a
+    transformer victim (ViT, Swin) one after the other. Same values; a no-op context before torch 2.3."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover (torch 2.2)
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def output_jacobian(fn, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
     """``(fn(x) [B, n], J [B, n, m])`` for a batch of independent examples: one forward pass, ``n`` backward
     passes vectorised with ``torch.func.vmap`` (``chunk`` of them at a time)."""
-    out, vjp_fn = torch.func.vjp(fn, x)
-    n = out.shape[1]
-    basis = torch.eye(n, device=x.device, dtype=out.dtype)[:, None, :].expand(n, x.shape[0], n)
-    (jac,) = torch.func.vmap(vjp_fn, chunk_size=chunk)(basis)  # [n, B, *x.shape[1:]]
+    with math_attention():
+        out, vjp_fn = torch.func.vjp(fn, x)
+        n = out.shape[1]
+        basis = torch.eye(n, device=x.device, dtype=out.dtype)[:, None, :].expand(n, x.shape[0], n)
+        (jac,) = torch.func.vmap(vjp_fn, chunk_size=chunk)(basis)  # [n, B, *x.shape[1:]]
     return out.detach(), jac.flatten(2).transpose(0, 1)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +59,68 @@ def flip_attributes(c: Tensor, attr_idx: Tensor) -> Tensor:
     cols = attr_idx.to(c.device).repeat(c.shape[0])
     c_new[rows, cols] = 1 - c_new[rows, cols]
     return c_new
+
+
+@dataclasses.dataclass
+class InterpolationResult:
+    """Per row of one interpolation optimisation."""
+
+    x_adv: Tensor  # the image at the step the row first succeeded (else after the last step)
+    success: Tensor  # bool
+    iters: Tensor  # steps used (float)
+    alpha: Tensor  # the final interpolation parameters
+
+
+def optimise_interpolation(
+    params: SemanticAdvConfig,
+    alpha: Tensor,
+    synthesize: Callable[[Tensor], Tensor],
+    model: nn.Module,
+    adv_loss: Callable[[Tensor], Tensor],
+    success: Callable[[Tensor], Tensor],
+    label: str = "semantic_adv",
+    unit: str = "attacks",
+) -> InterpolationResult:
+    """SemanticAdv's step 3, shared by every task: Adam (``lr``, ``steps``) on ``alpha`` (rows first, as
+    initialised by the caller) minimising ``adv_loss(model(x_adv)) + tv_weight * L_smooth(alpha)`` per row, with
+    ``x_adv = synthesize(alpha)``; ``alpha`` is clamped to ``[alpha_min, alpha_max]`` after every step. A row
+    stops once ``success(model(x_adv))`` holds (``early_stop`` ends the loop when all have) and keeps its image
+    of that step."""
+    p = params
+    alpha = alpha.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([alpha], lr=p.lr)
+    n = alpha.shape[0]
+    done = torch.zeros(n, dtype=torch.bool, device=alpha.device)
+    best: Tensor | None = None
+    iters = torch.full((n,), p.steps, dtype=torch.float32, device=alpha.device)
+    with torch.enable_grad():
+        for it in range(p.steps):
+            x_adv = synthesize(alpha)
+            if best is None:
+                best = torch.zeros_like(x_adv.detach())
+            out = model(x_adv)
+            loss = adv_loss(out) + p.tv_weight * tv_loss(alpha)
+            with torch.no_grad():
+                ok = success(out) & ~done
+                best[ok] = x_adv.detach()[ok]
+                iters[ok] = it
+                done |= ok
+            if p.early_stop and bool(done.all()):
+                break
+            if (it + 1) % 50 == 0:
+                logger.info(f"{label} step {it + 1}/{p.steps}: {int(done.sum())}/{n} {unit} succeeded")
+            opt.zero_grad(set_to_none=True)
+            (loss * (~done).float()).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                alpha.clamp_(p.alpha_min, p.alpha_max)
+    with torch.no_grad():
+        if not bool(done.all()):
+            last = synthesize(alpha)
+            best = torch.zeros_like(last) if best is None else best
+            best[~done] = last[~done]
+    assert best is not None
+    return InterpolationResult(best.detach(), done, iters, alpha.detach())
 
 
 @dataclasses.dataclass
@@ -178,45 +241,23 @@ class SemanticAdv(Attack):
                 else:
                     x_edit = generator(x_rows, c_new)
                     alpha = torch.full((b * k, 1), p.alpha_init, device=x.device)
-            alpha.requires_grad_(True)
-            opt = torch.optim.Adam([alpha], lr=p.lr)
-            n = b * k
-            done = torch.zeros(n, dtype=torch.bool, device=x.device)
-            best = torch.zeros_like(x_edit)
-            iters = torch.full((n,), p.steps, dtype=torch.float32, device=x.device)
-            with torch.enable_grad():
-                for it in range(p.steps):
-                    x_adv = self.synthesize(generator, alpha, x_rows, c_rows, c_new, f0, f1)
-                    out = model(x_adv)
-                    adv = task.margin(out, y_rows, t_rows).clamp(min=0)
-                    loss = adv + p.tv_weight * tv_loss(alpha)
-                    with torch.no_grad():
-                        ok = task.success(out, y_rows, t_rows) & ~done
-                        best[ok] = x_adv.detach()[ok]
-                        iters[ok] = it
-                        done |= ok
-                    if p.early_stop and bool(done.all()):
-                        break
-                    if (it + 1) % 50 == 0:
-                        logger.info(
-                            f"semantic_adv ({p.interpolation}) step {it + 1}/{p.steps}: "
-                            f"{int(done.sum())}/{n} (image, attribute) attacks succeeded"
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    (loss * (~done).float()).sum().backward()
-                    opt.step()
-                    with torch.no_grad():
-                        alpha.clamp_(p.alpha_min, p.alpha_max)
-            with torch.no_grad():
-                if not bool(done.all()):
-                    last = self.synthesize(generator, alpha, x_rows, c_rows, c_new, f0, f1)
-                    best[~done] = last[~done]
+            synth = lambda a: self.synthesize(generator, a, x_rows, c_rows, c_new, f0, f1)  # noqa: E731
+            res = optimise_interpolation(
+                p,
+                alpha,
+                synth,
+                model,
+                adv_loss=lambda out: task.margin(out, y_rows, t_rows).clamp(min=0),
+                success=lambda out: task.success(out, y_rows, t_rows),
+                label=f"semantic_adv ({p.interpolation})",
+                unit="(image, attribute) attacks",
+            )
         shape = (b, k, *x.shape[1:])
         return SemanticAdvResult(
             x_recon=x_recon.detach(),
             x_edit=x_edit.detach().view(shape),
-            x_adv=best.detach().view(shape),
-            success=done.view(b, k),
-            iters=iters.view(b, k),
-            alpha=alpha.detach().view(b, k, *alpha.shape[1:]),
+            x_adv=res.x_adv.view(shape),
+            success=res.success.view(b, k),
+            iters=res.iters.view(b, k),
+            alpha=res.alpha.view(b, k, *res.alpha.shape[1:]),
         )

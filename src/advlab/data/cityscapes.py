@@ -3,6 +3,10 @@
     <root>/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     <root>/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
 
+SemanticAdv's instance-targeted attack also reads ``<...>_gtFine_instanceIds.png`` next to the labels
+(:meth:`Cityscapes.load_instances`, only when asked): ``labelId * 1000 + k`` on the pixels of the k-th
+instance of a "thing" class (person, rider, car, ...), the plain ``labelId`` elsewhere (stuff, crowd regions).
+
 ``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip`` from https://www.cityscapes-dataset.com,
 extracted into one folder. The 34 ``labelIds`` map to the 19 evaluated ``trainIds`` (everything else, incl.
 the license plate -1, becomes 255 = ignore), as in the official cityscapesScripts ``labels.py``. advlab's
@@ -76,6 +80,24 @@ class CityscapesSplit(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def instance_ids(self, i: int) -> Tensor:
+        """The ``*_gtFine_instanceIds.png`` of image ``i`` ``[H, W]`` int64, resized like the labels (nearest)."""
+        from PIL import Image
+
+        path = self.labels[i].with_name(
+            self.labels[i].name.replace("_gtFine_labelIds.png", "_gtFine_instanceIds.png")
+        )
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"dataset.root: '{path}' does not exist; the instance-targeted attack reads the instance ids of "
+                "gtFine_trainvaltest.zip (extract the whole archive, *_gtFine_instanceIds.png included)"
+            )
+        with Image.open(path) as im:
+            ids = torch.from_numpy(np.asarray(im, dtype=np.int32).astype(np.int64))
+        if self.size is not None and tuple(ids.shape) != tuple(self.size):
+            ids = F.interpolate(ids[None, None].double(), size=self.size, mode="nearest")[0, 0].long()
+        return ids
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         from PIL import Image
 
@@ -129,3 +151,14 @@ class Cityscapes(DataModule):
 
     def train_transform(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x  # label maps must follow any geometry; the EOT patch does its own paired transforms
+
+    def load_instances(self, split: str, index: Tensor) -> Tensor:
+        """Instance-id maps ``[n, H, W]`` (``labelId * 1000 + k`` on instance pixels) of the images ``index``."""
+        ds = self.dataset(split)
+        return torch.stack([ds.instance_ids(int(i)) for i in index])
+
+    def instance_classes(self, ids: Tensor) -> Tensor:
+        """The train id of every instance id (``labelId = id // 1000``); -1 where the id is not an instance."""
+        lut = torch.from_numpy(label_lut().astype(np.int64)).to(ids.device)
+        train = lut[(ids // 1000).clamp(0, 255)]
+        return torch.where((ids >= 1000) & (train != 255), train, torch.full_like(ids, -1))

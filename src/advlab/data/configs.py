@@ -210,6 +210,34 @@ class DigitsSegConfig(DatasetConfig):
 
 
 @dataclasses.dataclass
+class DigitsStreetConfig(DatasetConfig):
+    default_task: ClassVar[str] = "segmentation"  # the task a run on this dataset gets with task.name=auto
+    size: int = 64  # image side (pixels); object sizes scale with it
+    num_train: int = 2000
+    num_test: int = 200
+    min_objects: int = 2  # object instances per scene: min_objects..max_objects
+    max_objects: int = 4
+    colour_jitter: float = 0.1  # +- per RGB channel of an object's class colour
+    noise: float = 0.03  # std of the Gaussian pixel noise
+    split_seed: int = 0
+
+    def validate(self, key: str) -> None:
+        check(
+            self.size >= 32 and self.size % 8 == 0,
+            f"{key}.size",
+            f"must be >= 32 and divisible by 8 (got {self.size})",
+        )
+        check(self.num_train >= 1 and self.num_test >= 1, key, "num_train and num_test must be >= 1")
+        check(
+            1 <= self.min_objects <= self.max_objects <= 8,
+            f"{key}.min_objects",
+            f"need 1 <= min_objects <= max_objects <= 8 (got {self.min_objects}, {self.max_objects})",
+        )
+        check(0 <= self.colour_jitter <= 0.3, f"{key}.colour_jitter", "must be in [0, 0.3]")
+        check(self.noise >= 0, f"{key}.noise", "must be >= 0")
+
+
+@dataclasses.dataclass
 class FaceDatasetConfig(DatasetConfig):
     default_task: ClassVar[str] = "verification"  # the task a run on this dataset gets with task.name=auto
     #: images of one identity placed together in a shuffled training batch (0 or 1: plain shuffling)
@@ -230,6 +258,9 @@ class GTSRBConfig(DatasetConfig):
     size: int = 32
     crop_roi: bool = True
     top_classes: int | None = None  # keep the K most populated classes (the paper's ECOC setting: 32)
+    #: the GTSRB ClassIds kept, in output order: a .npy (the JMA authors' gtsrb_top32category_label.npy) or a
+    #: text file of one id per line; replaces top_classes' choice
+    classes_file: str | None = None
     test_fraction: float = 0.2  # used only without Final_Test
     split_seed: int = 0
 
@@ -259,12 +290,51 @@ class ImageNet100Config(DatasetConfig):
 
 
 @dataclasses.dataclass
+class ImageNet2KConfig(DatasetConfig):
+    """The JMA paper's ImageNet2K (its Table II): 2000 of the most populated ImageNet-21K classes."""
+
+    #: one WordNet id per line, in class-index order; null: the ``num_classes`` most populated ``train_dir``
+    #: folders (ties broken by wnid), in sorted wnid order
+    classes_file: str | None = None
+    num_classes: int = 2000
+    train_dir: str = "imagenet21k_train"  # ImageNet-21K-P (Ridnik et al. 2021) folder names
+    test_dir: str = "imagenet21k_val"
+    train_per_class: int | None = None  # the first K sorted training images per class (a training subset)
+    size: int = 224  # images are resized (squished) to size x size, as ImageNet-21K-P's processing
+    mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # timm in21k ViT-B/16
+    std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
+    hflip: bool = True
+    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders
+
+    def validate(self, key: str) -> None:
+        check(self.num_classes >= 2, f"{key}.num_classes", f"must be >= 2 (got {self.num_classes})")
+        check(self.num_workers >= 0, f"{key}.num_workers", f"must be >= 0 (got {self.num_workers})")
+        check(self.size >= 16, f"{key}.size", f"must be >= 16 (got {self.size})")
+        check(
+            self.train_per_class is None or self.train_per_class >= 1,
+            f"{key}.train_per_class",
+            f"must be >= 1 or null (got {self.train_per_class})",
+        )
+        check(
+            bool(self.train_dir) and bool(self.test_dir), key, "train_dir and test_dir must be folder names"
+        )
+        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
+        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+
+
+@dataclasses.dataclass
 class MNISTConfig(DatasetConfig):
     size: int = 28  # resized (bilinear) when different from 28
     channels: int = 1
+    pad: bool = False  # zero-pad the 28x28 digits to size x size instead (the JMA authors' 32x32 MNIST)
 
     def validate(self, key: str) -> None:
         check(self.size >= 8, f"{key}.size", f"must be >= 8 (got {self.size})")
+        check(
+            not self.pad or (self.size >= 28 and (self.size - 28) % 2 == 0),
+            f"{key}.pad",
+            f"needs an even size >= 28 to pad 28x28 images evenly (got size {self.size})",
+        )
         check(self.channels in (1, 3), f"{key}.channels", "must be 1 or 3")
 
 
@@ -392,8 +462,10 @@ DATASETS.declare("coco", "advlab.data.coco", COCOConfig)
 DATASETS.declare("digits", "advlab.data.digits", DigitsConfig)
 DATASETS.declare("digits_multilabel", "advlab.data.digits_multilabel", DigitsMultiLabelConfig)
 DATASETS.declare("digits_seg", "advlab.data.digits_seg", DigitsSegConfig)
+DATASETS.declare("digits_street", "advlab.data.digits_street", DigitsStreetConfig)
 DATASETS.declare("gtsrb", "advlab.data.gtsrb", GTSRBConfig)
 DATASETS.declare("imagenet100", "advlab.data.imagenet100", ImageNet100Config)
+DATASETS.declare("imagenet2k", "advlab.data.imagenet2k", ImageNet2KConfig)
 DATASETS.declare("mnist", "advlab.data.mnist", MNISTConfig)
 DATASETS.declare("nuswide", "advlab.data.nuswide", NUSWideConfig)
 DATASETS.declare("par_pickle", "advlab.data.par_pickle", PARPickleConfig)

@@ -8,14 +8,16 @@
 The test split is Final_Test when its ground-truth csv is present, otherwise a seeded ``test_fraction`` of
 the training images (split by track, i.e. by the ``<track>_`` filename prefix, so the ~30 frames of one
 physical sign stay on one side). ``top_classes: K`` keeps the K classes with the most training images
-(relabelled 0..K-1 by decreasing count), as the JMA paper's 32-class ECOC setting does. Images are cropped to
-the annotated ROI (``crop_roi``) and resized to ``size``.
+(relabelled 0..K-1 by decreasing count), as the JMA paper's 32-class ECOC setting does; ``classes_file`` lists
+the kept ClassIds in output order instead (the authors' ``gtsrb_top32category_label.npy``, for their models).
+Images are cropped to the annotated ROI (``crop_roi``) and resized to ``size``.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +58,42 @@ def _records(folder: Path, rows: list[dict[str, str]]) -> list[tuple[Path, tuple
     ]
 
 
+def read_class_ids(path: str) -> tuple[int, ...]:
+    """GTSRB ClassIds in output order from a ``.npy`` (``gtsrb_top32category_label.npy``) or a text file."""
+    file = Path(os.path.expanduser(path))
+    if not file.is_file():
+        raise DatasetNotFoundError(
+            f"dataset.classes_file: '{file}' does not exist (the JMA authors' Dataset/gtsrb/"
+            "gtsrb_top32category_label.npy, from the Google Drive archive of their Dataset/download_info.txt, "
+            "or a text file of GTSRB ClassIds, one per line)"
+        )
+    if file.suffix == ".npy":
+        ids = np.load(file, allow_pickle=False).reshape(-1).tolist()
+    else:
+        ids = [s.strip() for s in file.read_text().split() if s.strip()]
+    try:
+        ids = [int(i) for i in ids]
+    except ValueError:
+        raise DatasetNotFoundError(
+            f"dataset.classes_file: '{file}' must hold integer GTSRB ClassIds"
+        ) from None
+    if not ids or len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) > 42:
+        raise DatasetNotFoundError(
+            f"dataset.classes_file: '{file}' must list distinct GTSRB ClassIds in [0, 42] (got {ids[:8]})"
+        )
+    return tuple(ids)
+
+
 @functools.lru_cache(maxsize=2)
-def load_gtsrb(root: str, size: int, crop: bool, top: int | None, frac: float, seed: int):
+def load_gtsrb(
+    root: str,
+    size: int,
+    crop: bool,
+    top: int | None,
+    frac: float,
+    seed: int,
+    ids: tuple[int, ...] | None = None,
+):
     base = Path(root)
     train = []
     for gt in sorted((base / "Final_Training" / "Images").glob("*/GT-*.csv")):
@@ -76,7 +112,12 @@ def load_gtsrb(root: str, size: int, crop: bool, top: int | None, frac: float, s
         test = [r for r in train if (r[2], r[0].parent.name, r[0].name.split("_")[0]) in test_tracks]
         train = [r for r in train if (r[2], r[0].parent.name, r[0].name.split("_")[0]) not in test_tracks]
     counts = np.bincount([c for _, _, c in train], minlength=43)
-    classes = list(range(43)) if top is None else [int(c) for c in np.argsort(-counts, kind="stable")[:top]]
+    if ids is not None:
+        classes = list(ids)
+    else:
+        classes = (
+            list(range(43)) if top is None else [int(c) for c in np.argsort(-counts, kind="stable")[:top]]
+        )
     remap = {c: i for i, c in enumerate(classes)}
     out = {}
     for split, recs in (("train", train), ("test", test)):
@@ -102,7 +143,10 @@ class GTSRB(DataModule):
 
     def _load(self):
         p = self.params
-        return load_gtsrb(str(self.root), p.size, p.crop_roi, p.top_classes, p.test_fraction, p.split_seed)
+        ids = read_class_ids(p.classes_file) if p.classes_file else None
+        return load_gtsrb(
+            str(self.root), p.size, p.crop_roi, p.top_classes, p.test_fraction, p.split_seed, ids
+        )
 
     @functools.cached_property
     def info(self) -> DataInfo:

@@ -4,7 +4,7 @@
     <root>/t10k-images-idx3-ubyte[.gz]    <root>/t10k-labels-idx1-ubyte[.gz]
 
 IDX: a big-endian header (two zero bytes, the element type 0x08 = uint8, the number of dimensions, then each
-dimension as uint32) followed by the raw data. Images are 28x28 grey, padded or resized to ``size``.
+dimension as uint32) followed by the raw data. Images are 28x28 grey, resized to ``size`` (bilinear), or zero-padded to it with ``pad``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,10 @@ class MNIST(DataModule):
         self.check_split(split)
         images, labels = load_mnist_split(str(self.root), split)
         x = images.float().div(255)[:, None]
-        if self.params.size != x.shape[-1]:
+        if self.params.pad:  # centred, zeros around (the JMA authors' np.pad of the 28x28 digits to 32x32)
+            margin = (self.params.size - x.shape[-1]) // 2
+            x = F.pad(x, (margin,) * 4)
+        elif self.params.size != x.shape[-1]:
             x = F.interpolate(x, size=(self.params.size,) * 2, mode="bilinear", align_corners=False).clamp(
                 0, 1
             )

@@ -86,6 +86,31 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class LabelMapTrainConfig:
+    """Training of the label-map-conditioned generator (loops/label_map_fit.py): L1 reconstruction of the image
+    from its context (the image with an object's box erased) and the full label map, Adam."""
+
+    iters: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    box_margin: float = 0.25  # the erased box: an instance's bounding box grown by this share of its side
+    box_weight: float = 4.0  # extra weight of the L1 inside the erased box (the region to synthesise)
+    checkpoint_every: int = 500
+    log_every: int = 100
+
+    def validate(self, key: str) -> None:
+        check(self.iters >= 1, f"{key}.iters", f"must be >= 1 (got {self.iters})")
+        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1 (got {self.batch_size})")
+        check(self.lr > 0, f"{key}.lr", f"must be > 0 (got {self.lr})")
+        check(self.box_margin >= 0 and self.box_weight >= 0, key, "box_margin and box_weight must be >= 0")
+        check(
+            self.checkpoint_every >= 1 and self.log_every >= 1, key, "checkpoint_every/log_every must be >= 1"
+        )
+
+
+@dataclasses.dataclass
 class GANTrainConfig:
     iters: int = 200000
     batch_size: int = 16

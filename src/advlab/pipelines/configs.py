@@ -13,7 +13,7 @@ from typing import Any
 
 from advlab.attacks.configs import ATTACKS
 from advlab.errors import ConfigError
-from advlab.loops.configs import GANTrainConfig
+from advlab.loops.configs import GANTrainConfig, LabelMapTrainConfig
 from advlab.metrics.corruption import CORRUPTIONS
 from advlab.registry import ComponentConfig, Registry, check
 
@@ -66,6 +66,81 @@ class StarGANConfig:
         check(
             self.repeat_num >= 1 and self.d_repeat_num >= 1, key, "repeat_num and d_repeat_num must be >= 1"
         )
+
+
+@dataclasses.dataclass
+class LabelMapGeneratorConfig:
+    """The label-map-conditioned generator (generators/label_map_manipulation.py)."""
+
+    base_channels: int = 64  # channels of the first conv; doubled by every down-sampling (capped below)
+    feature_channels: int = 1024  # channels of the encoder's features (Hong et al. / SemanticAdv: 1024)
+    n_down: int = 4  # stride-2 convs: 256 px -> 16 x 16 features (SemanticAdv's 1024 x 16 x 16)
+    n_res: int = 2  # residual blocks on the features, in the encoder and again in the decoder
+    edge_kernel: int = 7  # kernel of the first and the last conv (pix2pixHD: 7; 3 is cheaper on small images)
+    checkpoint: str | None = None  # a generator state_dict saved by advlab (skips training)
+
+    def validate(self, key: str) -> None:
+        check(self.base_channels >= 4, f"{key}.base_channels", f"must be >= 4 (got {self.base_channels})")
+        check(self.feature_channels >= 4, f"{key}.feature_channels", "must be >= 4")
+        check(1 <= self.n_down <= 6, f"{key}.n_down", f"must be in [1, 6] (got {self.n_down})")
+        check(self.n_res >= 0, f"{key}.n_res", "must be >= 0")
+        check(
+            self.edge_kernel in (3, 5, 7), f"{key}.edge_kernel", f"must be 3, 5 or 7 (got {self.edge_kernel})"
+        )
+
+
+STREET_MODES = ("vanish", "target")
+
+
+@dataclasses.dataclass
+class StreetCase:
+    """One case of SemanticAdv's Fig. 7: attack instances of ``source_class`` by inserting an ``insert_class``
+    object next to each; ``vanish`` succeeds on the share of the instance no longer labelled ``source_class``,
+    ``target`` on the share labelled ``target_class`` (both optimise towards ``target_class``)."""
+
+    name: str = "pedestrian_vanishes"
+    source_class: str = "person"
+    mode: str = "vanish"  # vanish | target
+    target_class: str = "road"
+    insert_class: str = "car"
+
+    def validate(self, key: str) -> None:
+        check(self.mode in STREET_MODES, f"{key}.mode", f"must be one of {STREET_MODES} (got '{self.mode}')")
+        check(self.target_class != self.source_class, f"{key}.target_class", "must differ from source_class")
+
+
+def _fig7_cases() -> list[StreetCase]:
+    return [
+        StreetCase("pedestrian_vanishes", "person", "vanish", "road", "car"),
+        StreetCase("cyclist_to_pedestrian", "rider", "target", "person", "car"),
+    ]
+
+
+@dataclasses.dataclass
+class SemanticAdvStreetPipelineConfig(PipelineConfig):
+    generator: LabelMapGeneratorConfig = dataclasses.field(default_factory=LabelMapGeneratorConfig)
+    gen_train: LabelMapTrainConfig = dataclasses.field(default_factory=LabelMapTrainConfig)
+    cases: list[StreetCase] = dataclasses.field(default_factory=_fig7_cases)
+    num_images: int = 50  # attacked test images per case (each with one target instance)
+    min_instance_pixels: int = 64  # smallest target instance (pixels at the dataset's resolution)
+    insert_scale: float = 1.0  # the inserted object's height / the target instance's height
+    batch_size: int = 16
+    grid_examples: int = 6
+    image_seed: int = 0  # which test images / instances are attacked
+
+    def validate(self, key: str) -> None:
+        check(len(self.cases) >= 1, f"{key}.cases", "must list at least one case")
+        names = [c.name for c in self.cases]
+        check(len(set(names)) == len(names), f"{key}.cases", f"case names must be unique (got {names})")
+        for i, case in enumerate(self.cases):
+            case.validate(f"{key}.cases[{i}]")
+        self.generator.validate(f"{key}.generator")
+        self.gen_train.validate(f"{key}.gen_train")
+        check(self.num_images >= 1, f"{key}.num_images", "must be >= 1")
+        check(self.min_instance_pixels >= 1, f"{key}.min_instance_pixels", "must be >= 1")
+        check(0.2 <= self.insert_scale <= 4, f"{key}.insert_scale", "must be in [0.2, 4]")
+        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        check(self.grid_examples >= 0, f"{key}.grid_examples", "must be >= 0")
 
 
 @dataclasses.dataclass
@@ -245,5 +320,8 @@ PIPELINES: Registry = Registry("pipeline", "pipeline")
 PIPELINES.declare("asl_par", "advlab.pipelines.asl_par", ASLPARPipelineConfig)
 PIPELINES.declare("robustness_suite", "advlab.pipelines.robustness_suite", RobustnessSuiteConfig)
 PIPELINES.declare("semantic_adv", "advlab.pipelines.semantic_adv", SemanticAdvPipelineConfig)
+PIPELINES.declare(
+    "semantic_adv_street", "advlab.pipelines.semantic_adv_street", SemanticAdvStreetPipelineConfig
+)
 PIPELINES.declare("standard", "advlab.pipelines.standard", PipelineConfig)
 PIPELINES.declare("transfer", "advlab.pipelines.transfer", TransferConfig)

@@ -30,8 +30,12 @@ class ECOCConfig(TargetFileConfig):
     code_length: int = 16  # bits per codeword (a power of two >= the number of classes)
     decode: str = "logits"  # logits | tanh: the scores correlated with the codewords
     hinge_margin: float = 1.0
+    #: Hadamard row of class 0 (null: 1 when the code has room, skipping the all-ones row; 0: the JMA authors'
+    #: hadamard16/32.npy codebooks, needed for their Keras models)
+    first_row: int | None = None
 
     def validate(self, key: str) -> None:
+        check(self.first_row is None or self.first_row >= 0, f"{key}.first_row", "must be >= 0 or null")
         check(
             self.decode in ("logits", "tanh"),
             f"{key}.decode",
@@ -41,11 +45,16 @@ class ECOCConfig(TargetFileConfig):
         check(self.code_length >= 2, f"{key}.code_length", f"must be >= 2 (got {self.code_length})")
 
 
+MULTILABEL_LOSSES = ("bce", "asl", "categorical_hinge")
+
+
 @dataclasses.dataclass
 class MultiLabelConfig(TargetFileConfig):
     #: not part of a trained victim's cache key (they only decide how attack targets are drawn)
     eval_only_fields: ClassVar[tuple[str, ...]] = ("target_mode", "flip_bits", "target_file")
-    loss: str = "bce"  # bce | asl
+    loss: str = (
+        "bce"  # bce | asl | categorical_hinge (Keras', on the sigmoid outputs: the JMA paper's VOC model)
+    )
     asl_gamma_neg: float = 4.0  # ASL focusing on negatives
     asl_gamma_pos: float = 0.0
     asl_clip: float = 0.05  # ASL probability margin on negatives
@@ -53,7 +62,11 @@ class MultiLabelConfig(TargetFileConfig):
     flip_bits: int = 3
 
     def validate(self, key: str) -> None:
-        check(self.loss in ("bce", "asl"), f"{key}.loss", f"must be bce or asl (got '{self.loss}')")
+        check(
+            self.loss in MULTILABEL_LOSSES,
+            f"{key}.loss",
+            f"must be one of {', '.join(MULTILABEL_LOSSES)} (got '{self.loss}')",
+        )
         check(
             self.target_mode in TARGET_MODES,
             f"{key}.target_mode",
@@ -77,12 +90,23 @@ class PARTaskConfig(ComponentConfig):
         check(self.f1 in ("means", "instances"), f"{key}.f1", f"must be means or instances (got '{self.f1}')")
 
 
+SEGMENTATION_OBJECTIVES = ("ce", "houdini")
+
+
 @dataclasses.dataclass
 class SegmentationConfig(ComponentConfig):
+    #: not part of a trained victim's cache key (it only shapes the attack objective)
+    eval_only_fields: ClassVar[tuple[str, ...]] = ("objective",)
     ignore_index: int = IGNORE
     success_pixel_acc: float = 0.5  # per-sample correctness / attack-success threshold (see module doc)
+    objective: str = "ce"  # ce | houdini: the per-pixel attack objective (tasks/segmentation.py)
 
     def validate(self, key: str) -> None:
+        check(
+            self.objective in SEGMENTATION_OBJECTIVES,
+            f"{key}.objective",
+            f"must be one of {SEGMENTATION_OBJECTIVES} (got '{self.objective}')",
+        )
         check(
             0.0 < self.success_pixel_acc <= 1.0,
             f"{key}.success_pixel_acc",

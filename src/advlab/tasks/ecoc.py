@@ -33,16 +33,23 @@ def hadamard(n: int) -> Tensor:
     return h
 
 
-def hadamard_codebook(num_classes: int, length: int) -> Tensor:
-    """``[num_classes, length]`` codewords: rows of the order-``length`` Hadamard matrix, skipping the all-ones
-    row when there is room (it carries no information). Any two codewords differ in exactly ``length/2`` bits."""
+def hadamard_codebook(num_classes: int, length: int, first_row: int | None = None) -> Tensor:
+    """``[num_classes, length]`` codewords: consecutive rows of the order-``length`` Hadamard matrix from
+    ``first_row``; by default (None) skipping the all-ones row 0 when there is room (it carries no
+    information). ``first_row=0`` is the JMA authors' codebook (``hadamard16.npy`` / ``hadamard32.npy``, the
+    same Sylvester matrix, classes from row 0). Any two codewords differ in exactly ``length/2`` bits."""
     h = hadamard(length)
     if num_classes > length:
         raise ConfigError(
             f"task.code_length: a {length}-bit Hadamard code has only {length} codewords but the dataset has "
             f"{num_classes} classes; use task.code_length >= {2 ** math.ceil(math.log2(num_classes))}"
         )
-    start = 1 if num_classes <= length - 1 else 0
+    start = (1 if num_classes <= length - 1 else 0) if first_row is None else first_row
+    if start + num_classes > length:
+        raise ConfigError(
+            f"task.first_row: rows {start}..{start + num_classes - 1} for {num_classes} classes do not fit a "
+            f"{length}-row Hadamard matrix; use task.first_row <= {length - num_classes}"
+        )
     return h[start : start + num_classes].clone()
 
 
@@ -115,7 +122,7 @@ class ECOC(Task):
 
     def __init__(self, params: Any, info: DataInfo):
         super().__init__(params, info)
-        self.codebook = hadamard_codebook(info.num_classes, params.code_length)
+        self.codebook = hadamard_codebook(info.num_classes, params.code_length, params.first_row)
 
     @property
     def num_outputs(self) -> int:

@@ -1,7 +1,8 @@
 """Multi-label classification: ``n`` independent presence labels per image, targets are multi-hot float
 vectors in {0, 1}. The victim outputs one logit per label; a label is predicted present when its sigmoid is
-above 0.5, i.e. when its logit is positive. Training uses binary cross-entropy or the asymmetric loss (ASL,
-Ridnik et al. 2021), as the JMA paper does for MS-COCO / NUS-WIDE.
+above 0.5, i.e. when its logit is positive. Training uses binary cross-entropy, the asymmetric loss (ASL,
+Ridnik et al. 2021), as the JMA paper does for MS-COCO / NUS-WIDE, or Keras' categorical hinge on the sigmoid
+outputs (``loss: categorical_hinge``), as the JMA paper trains its VOC InceptionV3.
 
 Targeted attacks need a whole label vector: ``target_mode`` picks how the evaluation draws it (seeded by the
 evaluation's generator and saved to ``targets.pt`` in the run folder):
@@ -41,6 +42,18 @@ def asymmetric_loss(logits: Tensor, y: Tensor, gamma_neg: float, gamma_pos: floa
     # log(1 - p_m), with 1 - p_m >= 1 - p > 0; clamp for float safety
     loss_neg = (1 - y) * p_neg.pow(gamma_neg) * torch.log((1 - p_neg).clamp(min=1e-8))
     return -(loss_pos + loss_neg).sum(dim=1).mean()
+
+
+def categorical_hinge(logits: Tensor, y: Tensor) -> Tensor:
+    """Keras' ``categorical_hinge``, the loss the JMA authors trained their VOC InceptionV3 with, on the
+    model's sigmoid outputs ``p`` (their Keras model ends in a sigmoid layer) and multi-hot ``y`` in {0, 1}:
+    per image ``max(0, max_j (1 - y_j) p_j - sum_j y_j p_j + 1)`` -- one hinge per image between the summed
+    scores of its labels and the highest score of the others (0 when it has none) -- averaged over the batch."""
+    p = torch.sigmoid(logits)
+    y = y.to(p.dtype)
+    positive = (y * p).sum(dim=1)
+    negative = ((1 - y) * p).amax(dim=1)
+    return (negative - positive + 1).clamp(min=0).mean()
 
 
 def average_precision(scores: Tensor, labels: Tensor) -> Tensor:
@@ -150,6 +163,8 @@ class MultiLabel(Task):
         p = self.params
         if p.loss == "asl":
             return asymmetric_loss(outputs, y.float(), p.asl_gamma_neg, p.asl_gamma_pos, p.asl_clip)
+        if p.loss == "categorical_hinge":
+            return categorical_hinge(outputs, y)
         return F.binary_cross_entropy_with_logits(outputs, y.float(), reduction="none").sum(dim=1).mean()
 
     # ---- attacks -------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ Metrics (phase prefix added by the loops): ``mIoU`` (mean over classes present i
 predictions, mmseg's convention), ``iou/<class>`` (NaN -> null for a class absent from both), ``pixel_acc``
 (correct / labelled pixels), ``mAcc`` (mean per-class recall over classes present in the ground truth).
 
-Per-sample attack objective (so PGD and other per-sample attacks run unchanged): the mean cross-entropy over
-a sample's labelled pixels (untargeted), or minus the mean cross-entropy to a per-pixel target map. A sample
+Per-sample attack objective (so PGD and other per-sample attacks run unchanged): the mean per-pixel loss over
+a sample's labelled pixels (untargeted), or minus the mean per-pixel loss to a per-pixel target map. The
+per-pixel loss is ``task.objective``: ``ce`` (softmax cross-entropy) or ``houdini`` (Cisse et al. 2017, the
+surrogate of the pixel's 0-1 error, :func:`houdini_pixels`). A sample
 counts as *correct* when its pixel accuracy is at least ``task.success_pixel_acc`` (0.5), an untargeted attack
 succeeds when it pushes the pixel accuracy below that, a targeted one when at least that share of labelled
 pixels takes the target class.
@@ -14,6 +16,7 @@ pixels takes the target class.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -23,6 +26,7 @@ from torch import Tensor
 from advlab.metrics.meter import Meter
 from advlab.tasks.base import TASKS, Task
 from advlab.tasks.configs import IGNORE, SegmentationConfig  # noqa: F401
+from advlab.tasks.houdini import houdini
 
 
 class SegmentationMeter(Meter):
@@ -75,6 +79,74 @@ def confusion_metrics(confusion: Tensor, class_names: list[str]) -> dict[str, fl
     return out
 
 
+def houdini_pixels(outputs: Tensor, goal: Tensor, targeted: bool) -> Tensor:
+    """Per-pixel Houdini surrogate ``P[g(goal) - g(y_hat) < gamma] * l(y_hat, goal)`` of the 0-1 error, from
+    logits ``[B, K, H, W]`` and a class map ``goal`` ``[B, H, W]`` (no ignore values; mask them afterwards).
+
+    The score ``g`` of a label at a pixel is its logit; ``l`` the pixel's 0-1 error.
+
+    - targeted (``goal`` = the adversarial target, the attacker minimises): ``y_hat`` is the prediction (the
+      argmax), ``l = [y_hat != goal]``: Cisse et al.'s Eq. 4 as written, zero once the pixel reads the target;
+    - untargeted (``goal`` = the ground truth, the attacker maximises): ``y_hat`` is the best-scoring label other
+      than ``goal`` and ``l = 1``. On a wrong pixel that label *is* the prediction (the definition again); on a
+      still-correct pixel the definition's ``y_hat = goal`` would give ``l = 0`` and no gradient at all, so the
+      surrogate scores the flip to the runner-up instead (its 0-1 error is 1).
+    """
+    detached = outputs.detach()
+    if targeted:
+        y_hat = detached.argmax(dim=1)
+        task_loss = (y_hat != goal).float()
+    else:
+        y_hat = detached.scatter(1, goal[:, None], float("-inf")).argmax(dim=1)
+        task_loss = torch.ones(goal.shape, dtype=outputs.dtype, device=outputs.device)
+    score_goal = outputs.gather(1, goal[:, None]).squeeze(1)
+    score_hat = outputs.gather(1, y_hat[:, None]).squeeze(1)
+    return houdini(score_goal, score_hat, task_loss)
+
+
+@dataclasses.dataclass
+class InstanceOutcome:
+    """Per-sample scores of an instance-targeted segmentation attack (``[B]`` tensors)."""
+
+    instance_success: Tensor  # share of the instance's pixels given the target label / no longer its class
+    success: Tensor  # bool: instance_success >= task.success_pixel_acc
+    instance_target_share: Tensor  # share of the instance's pixels predicted as the target label
+    instance_own_share: Tensor  # share of the instance's pixels still predicted as the instance's class
+    rest_pixel_acc: Tensor  # pixel accuracy on the labelled pixels outside the instance
+
+
+def instance_goal(y: Tensor, mask: Tensor, target_label: int, ignore_index: int = IGNORE) -> Tensor:
+    """The per-pixel target map of an instance attack: ``target_label`` on the instance's pixels ``mask``
+    ``[B, H, W]`` (bool), ``ignore_index`` everywhere else (the rest of the image is not part of the goal)."""
+    return torch.where(mask, torch.full_like(y, target_label), torch.full_like(y, ignore_index))
+
+
+def instance_outcome(
+    pred: Tensor,
+    y: Tensor,
+    mask: Tensor,
+    instance_class: Tensor,
+    target_label: int,
+    mode: str,
+    threshold: float,
+    ignore_index: int = IGNORE,
+) -> InstanceOutcome:
+    """Score predictions ``pred`` ``[B, H, W]`` against one target instance per sample (``mask`` bool
+    ``[B, H, W]``, its class ``instance_class`` ``[B]``). ``mode``: ``target`` (success = the share of the
+    instance's pixels predicted as ``target_label``, e.g. cyclist -> pedestrian) or ``vanish`` (success = the
+    share no longer predicted as the instance's class, e.g. the pedestrian vanishes)."""
+    if mode not in ("target", "vanish"):
+        raise ValueError(f"instance_outcome: mode must be target or vanish (got '{mode}')")
+    area = mask.flatten(1).sum(1).clamp(min=1).float()
+    share = lambda hit: (hit & mask).flatten(1).sum(1).float() / area  # noqa: E731
+    target_share = share(pred == target_label)
+    own_share = share(pred == instance_class.view(-1, 1, 1))
+    rest = ~mask & (y != ignore_index)
+    rest_acc = ((pred == y) & rest).flatten(1).sum(1).float() / rest.flatten(1).sum(1).clamp(min=1).float()
+    score = target_share if mode == "target" else 1.0 - own_share
+    return InstanceOutcome(score, score >= threshold, target_share, own_share, rest_acc)
+
+
 @TASKS.register("segmentation")
 class Segmentation(Task):
     Config = SegmentationConfig
@@ -105,11 +177,21 @@ class Segmentation(Task):
         valid = valid.float()
         return (values * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)
 
+    def pixel_loss(self, outputs: Tensor, goal: Tensor, targeted: bool = False) -> Tensor:
+        """Per-pixel ``task.objective`` ``[B, H, W]`` of logits (at ``goal``'s resolution) to the class map
+        ``goal``: cross-entropy or the Houdini surrogate of the 0-1 error (:func:`houdini_pixels`); 0 on ignored
+        pixels. Untargeted attacks maximise it to the ground truth, targeted ones minimise it to the target."""
+        valid = goal != self.ignore_index
+        if self.params.objective == "houdini":
+            h = houdini_pixels(outputs, torch.where(valid, goal, 0), targeted)
+            return torch.where(valid, h, torch.zeros_like(h))
+        return F.cross_entropy(outputs, goal, ignore_index=self.ignore_index, reduction="none")
+
     def attack_loss(self, outputs: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
         outputs = self._fit(outputs, y)
         goal = y if target is None else target
-        ce = F.cross_entropy(outputs, goal, ignore_index=self.ignore_index, reduction="none")
-        per_sample = self._pixel_mean(ce, goal != self.ignore_index)
+        per_pixel = self.pixel_loss(outputs, goal, targeted=target is not None)
+        per_sample = self._pixel_mean(per_pixel, goal != self.ignore_index)
         return per_sample if target is None else -per_sample
 
     def pixel_margins(self, outputs: Tensor, cls: Tensor) -> Tensor:

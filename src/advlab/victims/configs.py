@@ -260,6 +260,28 @@ class AlexNetCifarConfig(VictimConfig):
         check(self.hidden > 0, f"{key}.hidden", f"must be > 0 (got {self.hidden})")
 
 
+#: DRN-D-22's channels per level (Yu et al. 2017; fyu/drn ``drn.py``)
+DRN_D_22_CHANNELS = [16, 32, 64, 128, 256, 512, 512, 512]
+
+
+@dataclasses.dataclass
+class DRNConfig(VictimConfig):
+    #: channels of the eight levels; the published DRN-D-22 by default (a narrower list for embedded data)
+    channels: list[int] = dataclasses.field(default_factory=lambda: list(DRN_D_22_CHANNELS))
+    #: input normalisation of the released Cityscapes models (fyu/drn README, Cityscapes ``info.json``)
+    mean: list[float] = dataclasses.field(default_factory=lambda: [0.290101, 0.328081, 0.286964])
+    std: list[float] = dataclasses.field(default_factory=lambda: [0.182954, 0.186566, 0.184475])
+
+    def validate(self, key: str) -> None:
+        check(
+            len(self.channels) == 8 and all(c >= 1 for c in self.channels),
+            f"{key}.channels",
+            f"must list 8 positive channel counts (got {self.channels})",
+        )
+        check(len(self.mean) == 3 and len(self.std) == 3, key, "mean and std need 3 values (RGB)")
+        check(all(s > 0 for s in self.std), f"{key}.std", "must be positive")
+
+
 @dataclasses.dataclass
 class SmallCNNConfig(VictimConfig):
     width: int = 32
@@ -393,6 +415,7 @@ VICTIMS: Registry = Registry("victim", "victim")
 #: name -> (implementing module, config): the implementation is imported on first use
 VICTIMS.declare("alexnet_cifar", "advlab.victims.alexnet_cifar", AlexNetCifarConfig)
 VICTIMS.declare("clip_mlp", "advlab.victims.clip_mlp", CLIPMLPConfig)
+VICTIMS.declare("drn_d_22", "advlab.victims.drn", DRNConfig)
 VICTIMS.declare("face_resnet101", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare("face_resnet50", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare(

@@ -8,7 +8,10 @@ default one branch per bit, as the official models (one ``..._bit_<i>`` network 
 weights): ``features.*`` convolutions go to the bottom and to every branch (the same ImageNet weights in
 each); ``classifier.*`` is left out on purpose (its 25088-input layers are for 224x224 images; the branches'
 fully connected layers are trained for the dataset's size). ``width`` (64 in VGG16: the first block's
-channels, doubling per block to 8x) and ``fc`` (4096) shrink it for tests with the same key layout."""
+channels, doubling per block to 8x) and ``fc`` (4096) shrink it for tests with the same key layout.
+
+``checkpoint``: a state_dict, or the JMA authors' Keras ``.hdf5`` models (:mod:`advlab.victims.keras_vgg16`),
+attacked as they are."""
 
 from __future__ import annotations
 
@@ -110,6 +113,15 @@ def load_torchvision_vgg16(net: SharedBottomEnsemble, path: str) -> None:
 @VICTIMS.register("vgg16_ecoc")
 class VGG16ECOC(VictimBuilder):
     Config = VGG16ECOCConfig
+
+    def load_checkpoint(self, path: str) -> dict[str, Tensor]:
+        """A state_dict file, or the JMA authors' Keras ``.hdf5`` models (one file, or a glob of the per-bit
+        files): :mod:`advlab.victims.keras_vgg16`."""
+        from advlab.victims.keras_vgg16 import is_keras_file, keras_state_dict
+
+        if is_keras_file(path):
+            return keras_state_dict(path, self.params, SharedBottomEnsemble)
+        return super().load_checkpoint(path)
 
     def build_net(self, info: DataInfo, num_outputs: int) -> nn.Module:
         c, h, w = info.image_shape
