@@ -83,7 +83,7 @@ class DatasetConfig(ComponentConfig):
         None  # page-locked batches for async copies; null: on when the run's device is cuda
     )
     persistent_workers: bool = (
-        False  # keep the workers alive between passes over one loader (num_workers > 0)
+        False  # keep the workers alive between passes over one loader (ignored without workers)
     )
     prefetch_factor: int | None = None  # batches each worker loads ahead; null: torch's default (2)
 
@@ -103,11 +103,6 @@ class DatasetConfig(ComponentConfig):
             self.prefetch_factor is None or workers != 0,
             f"{key}.prefetch_factor",
             f"needs worker processes: set {key}.num_workers > 0 or {key}.prefetch_factor=null",
-        )
-        check(
-            not self.persistent_workers or workers != 0,
-            f"{key}.persistent_workers",
-            f"needs worker processes: set {key}.num_workers > 0 or {key}.persistent_workers=false",
         )
 
 
@@ -293,6 +288,8 @@ class ImageNet100Config(DatasetConfig):
 class ImageNet2KConfig(DatasetConfig):
     """The JMA paper's ImageNet2K (its Table II): 2000 of the most populated ImageNet-21K classes."""
 
+    reads_files: ClassVar[bool] = True
+
     #: one WordNet id per line, in class-index order; null: the ``num_classes`` most populated ``train_dir``
     #: folders (ties broken by wnid), in sorted wnid order
     classes_file: str | None = None
@@ -304,7 +301,8 @@ class ImageNet2KConfig(DatasetConfig):
     mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # timm in21k ViT-B/16
     std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     hflip: bool = True
-    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders
+    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders (2M training images)
+    persistent_workers: bool = True  # the workers stay between passes over a loader (ignored without workers)
 
     def validate(self, key: str) -> None:
         check(self.num_classes >= 2, f"{key}.num_classes", f"must be >= 2 (got {self.num_classes})")
