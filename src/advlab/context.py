@@ -28,6 +28,7 @@ import advlab.victims  # noqa: F401
 from advlab.attacks.base import ATTACKS
 from advlab.cache import ArtifactCache
 from advlab.data.base import DATASETS, DataModule
+from advlab.data.configs import content_key
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.errors import ConfigError
 from advlab.loops.fit import fit
@@ -53,8 +54,7 @@ def victim_cache_key(spec: RunSpec) -> dict[str, Any]:
     """Everything that determines a trained victim's weights."""
     victim = dataclasses.asdict(spec.victim)
     checkpoint = victim.pop("checkpoint")
-    dataset = dataclasses.asdict(spec.dataset)
-    dataset.pop("root", None)  # where the data lives does not change the weights
+    dataset = content_key(spec.dataset)  # where the data lives and how it is loaded do not change the weights
     key = {
         "format": CACHE_FORMAT,
         "dataset": dataset,

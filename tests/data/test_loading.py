@@ -71,3 +71,18 @@ def test_bad_settings_name_the_key():
         "num_workers": 0,
         "pin_memory": False,
     }
+
+
+def test_loading_settings_and_memory_format_keep_the_victim_cache_key():
+    """Where the data lives and how it is loaded (and channels_last / compile) do not change a trained victim;
+    the training precision does."""
+    from advlab.context import build_spec, victim_cache_key
+
+    def key(*overrides: str) -> dict:
+        return victim_cache_key(build_spec(make_cfg("device=cpu", *overrides)))
+
+    base = key()
+    assert "num_workers" not in base["dataset"] and "precision" not in base
+    same = key("dataset.num_workers=2", "dataset.pin_memory=true", "dataset.prefetch_factor=3")
+    assert same == base == key("channels_last=true", "compile=default")
+    assert key("precision=bf16") == {**base, "precision": "bf16"}

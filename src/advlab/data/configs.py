@@ -66,6 +66,16 @@ SEMANTICADV_ATTRIBUTES = [
 ]
 
 
+#: dataset fields that say where the data lives or how it is loaded, not what it is (out of every cache key)
+NOT_CONTENT_FIELDS = ("root", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+
+
+def content_key(params: DatasetConfig) -> dict:
+    """The fields of a dataset config that determine the data (for cache keys): all but
+    :data:`NOT_CONTENT_FIELDS`, so that moving the data or loading it with workers keeps every cache."""
+    return {k: v for k, v in dataclasses.asdict(params).items() if k not in NOT_CONTENT_FIELDS}
+
+
 @dataclasses.dataclass
 class DatasetConfig(ComponentConfig):
     default_task: ClassVar[str] = "classification"  # the task a run on this dataset gets with task.name=auto
