@@ -69,3 +69,31 @@ def run_rank(rank: int, world: int, init_file: str, out_file: str) -> None:
             assert logs == []  # only rank 0 logs
     finally:
         dist.destroy_process_group()
+
+
+def tiny_evaluation(eval_overrides: dict | None = None):
+    """Untrained tiny model, PGD (random start, 3 steps) on TinyData's 32 images in batches of 6: the
+    evaluate loop's result in this process (one rank of a DDP run, or a single process)."""
+    from advlab.attacks.base import ATTACKS
+    from advlab.loops.evaluate import EvalConfig, evaluate
+
+    data = TinyData()
+    task = TASKS.build(
+        parse_config(TASKS.get("classification").Config, {"name": "classification"}, "t"), data.info
+    )
+    cls = ATTACKS.get("pgd")
+    attack = cls(parse_config(cls.Config, {"name": "pgd", "eps": 0.1, "steps": 3}, "attack"), task)
+    params = EvalConfig(batch_size=6, grid_examples=2, **(eval_overrides or {}))
+    return evaluate(tiny_model().eval(), task, data, attack, params, torch.device("cpu"), 3, progress=False)
+
+
+def eval_rank(rank: int, world: int, init_file: str, out_prefix: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        r = tiny_evaluation()
+        torch.save({"metrics": r.metrics, "adv_correct": r.adv_correct}, f"{out_prefix}{rank}.pt")
+    finally:
+        dist.destroy_process_group()

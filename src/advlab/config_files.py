@@ -58,6 +58,20 @@ def register_defaults() -> None:
             store.store(group=f"{group}/_defaults", name=name, node=node, provider="advlab")
     store.store(group="_defaults", name="train", node=dataclass_defaults(TrainConfig), provider="advlab")
     store.store(group="_defaults", name="eval", node=dataclass_defaults(EvalConfig), provider="advlab")
+    _file_optuna_sweeper(store)
+
+
+def _file_optuna_sweeper(store) -> None:
+    """Make ``conf/hydra/sweeper/optuna.yaml`` (advlab's settings and default search space) what
+    ``hydra/sweeper=optuna`` selects. hydra-optuna-sweeper stores a node of that name with a defaults list, and
+    Hydra refuses a primary-config file beside a same-name node that has one ("automatic schema matching"), so
+    the plugin's node is dropped after Hydra's plugin discovery (once per process: ``Plugins.instance()``, which
+    executes every plugin module, storing its nodes) has stored it. The file sets every field of the plugin's
+    node; its samplers (``hydra/sweeper/sampler/*``) stay."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # the scan Hydra does at start-up, done now so that nothing stores the node again
+    store.repo.get("hydra", {}).get("sweeper", {}).pop("optuna.yaml", None)
 
 
 def compose_config(*overrides: str):

@@ -1,4 +1,4 @@
-"""Multi-process (DistributedDataParallel) helpers for the fit loop.
+"""Multi-process (DistributedDataParallel) helpers for the fit and evaluate loops.
 
 ``torchrun --nproc_per_node=N -m advlab ...`` starts N processes with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
 set; :func:`init_from_env` then joins the process group (nccl on GPUs, gloo on CPU) and pins each rank to its
@@ -7,6 +7,7 @@ GPU. Everything else in advlab asks :func:`rank_world` and behaves as a single p
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -66,10 +67,21 @@ def shard_loader(dataset: Dataset, batch_size: int, seed: int, **loader_options:
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **loader_options)
 
 
+def gather_objects(obj) -> list:
+    """Every rank's ``obj`` (picklable, e.g. an evaluation state on the CPU), in rank order, on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def reduce_meter(meter: Meter) -> None:
-    """Sum a meter's running sums/counts and take its maxima over all ranks, in place."""
-    for store in (meter.sums, meter.counts):
-        for name in sorted(store):
-            dist.all_reduce(store[name], op=dist.ReduceOp.SUM)
-    for name in sorted(meter.maxes):
-        dist.all_reduce(meter.maxes[name], op=dist.ReduceOp.MAX)
+    """Make ``meter`` hold every rank's samples (in rank order) and maxima, in place: the same merge as
+    sharded evaluation (:meth:`Meter.merge`), so the metrics are those of one process that saw them all."""
+    device = next((v[0].device for v in meter.values.values() if v), torch.device("cpu"))
+    parts = gather_objects(copy.deepcopy(meter).to("cpu"))
+    merged = parts[0]
+    for other in parts[1:]:
+        merged.merge(other)
+    meter.__dict__.update(merged.to(device).__dict__)

@@ -24,7 +24,7 @@ from advlab.utils import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 1  # bump when a change makes saved states unusable
+STATE_FORMAT = 2  # bump when a change makes saved states unusable (2: meters keep per-sample values)
 S = TypeVar("S", bound="LoopState")
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from advlab import distributed
 from advlab.context import RunContext, build_spec
-from advlab.errors import AdvlabError
+from advlab.errors import AdvlabError, ConfigError
 from advlab.loggers.base import TRACKERS
 from advlab.pipelines.base import PIPELINES
 from advlab.progress import DEFAULT_INTERVAL_S
@@ -34,6 +34,11 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     spec = build_spec(cfg)  # every config error surfaces here, before any work
     spec.device = distributed.init_from_env(spec.device)  # torchrun: join the process group
     pipeline = PIPELINES.build(spec.pipeline)
+    if spec.eval.num_shards > 1 and not pipeline.shardable:
+        raise ConfigError(
+            f"eval.num_shards: pipeline '{spec.pipeline.name}' cannot be sharded (got eval.num_shards="
+            f"{spec.eval.num_shards}); shard pipeline=standard runs, or run this pipeline unsharded"
+        )
     run_dir = Path(run_dir)
     if not distributed.is_main():  # other ranks train with rank 0 and record nothing in the run folder
         run_dir = Path(tempfile.mkdtemp(prefix=f"advlab-rank{distributed.rank_world()[0]}-"))

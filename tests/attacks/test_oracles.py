@@ -114,8 +114,13 @@ def test_autoattack_standard_matches_the_reference(victim):
 
 
 @pytest.fixture(scope="module")
-def rgb_victim():
-    model, task, x, y = tiny_victim(channels=3)
+def rgb_digits():
+    return tiny_victim(channels=3)
+
+
+@pytest.fixture(scope="module")
+def rgb_victim(rgb_digits):
+    model, task, x, y = rgb_digits
     return model, task, x[:16], y[:16]
 
 
@@ -188,3 +193,124 @@ def test_momentum_fgsm_gives_the_reference_images(victim, name):
     assert 0 < int(robust(model, ours, y).sum()) < int(robust(model, x, y).sum())  # not trivial
     assert torch.allclose(ours, theirs, atol=1e-6)
     assert torch.equal(robust(model, ours, y), robust(model, theirs, y))
+
+
+# PPGD, LPA and Fast-LPA against the PAT authors' PerceptualPGDAttack, LagrangePerceptualAttack and
+# FastLagrangePerceptualAttack (perceptual_advex 0.2.6). The same LPIPS network for both: the authors' CIFAR
+# AlexNet architecture (CifarAlexNet inside their AlexNetFeatureModel, seeded weights, no download), written in
+# their alexnet_cifar.pt layout and read by advlab as lpips.model=alexnet_cifar, so that both attacks bound the
+# same distance (checked first). The victim sees 3-channel 16 px digits (CifarAlexNet's trunk runs on 16 px).
+PERCEPTUAL_N = 64
+
+
+@pytest.fixture(scope="module")
+def perceptual_oracle(tmp_path_factory, rgb_digits):
+    from oracle_helpers import stub_perceptual_advex_imports
+
+    stub_perceptual_advex_imports()
+    pa = pytest.importorskip("perceptual_advex.perceptual_attacks")
+    from perceptual_advex.models import AlexNetFeatureModel, CifarAlexNet
+
+    model, task, x, y = rgb_digits
+    torch.manual_seed(0)
+    features = AlexNetFeatureModel(CifarAlexNet())
+    features.eval()
+    path = tmp_path_factory.mktemp("lpips") / "alexnet_cifar.pt"
+    torch.save({"model": features.state_dict()}, path)  # the layout of the authors' alexnet_cifar.pt
+    lpips = {"model": "alexnet_cifar", "weights": str(path)}
+    return pa, features, model, task, x[:PERCEPTUAL_N], y[:PERCEPTUAL_N], lpips
+
+
+def test_advlab_and_the_authors_measure_the_same_lpips_distance(perceptual_oracle):
+    from advlab.perceptual.lpips_distance import LPIPSConfig, LPIPSDistance
+
+    pa, features, model, _, x, _, lpips = perceptual_oracle
+    g = torch.Generator().manual_seed(0)
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    with torch.no_grad():
+        ours = LPIPSDistance(LPIPSConfig(**lpips)).bind(model)(x, noisy)
+        theirs = pa.LPIPSDistance(features)(x, noisy)
+    assert ours.min() > 0.05 and torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def _outcome(pa, features, model, x, y, x_adv):
+    """(success rate, LPIPS distances to x as the authors measure them)."""
+    with torch.no_grad():
+        return float((model(x_adv).argmax(1) != y).float().mean()), pa.LPIPSDistance(features)(x, x_adv)
+
+
+def test_fast_lpa_matches_the_authors_code(perceptual_oracle):
+    """The authors' Fast-LPA (kappa = inf, lambda 10 * 0.1 ** (1 - t / T), no projection) and advlab's
+    defaults: the same success rate and the same LPIPS distribution (no projection: beyond the bound too)."""
+    pa, features, model, task, x, y, lpips = perceptual_oracle
+    bound, steps = 0.1, 5
+    torch.manual_seed(0)
+    ours = ATTACKS.create("fast_lpa", task, bound=bound, steps=steps, lpips=lpips)(model, x, y)
+    torch.manual_seed(0)
+    theirs = pa.FastLagrangePerceptualAttack(model, bound=bound, num_iterations=steps, lpips_model=features)(
+        x, y
+    ).detach()
+    (asr_o, d_o), (asr_t, d_t) = (_outcome(pa, features, model, x, y, a) for a in (ours, theirs))
+    assert 0.1 < asr_t < 0.9  # not trivial
+    assert abs(asr_o - asr_t) <= 0.05 + 1e-9
+    assert abs(float(d_o.mean() - d_t.mean())) < 0.01 and abs(float(d_o.max() - d_t.max())) < 0.03
+    assert ours.min() >= 0 and ours.max() <= 1
+
+
+def test_lpa_matches_the_authors_code_and_its_default_is_no_weaker(perceptual_oracle):
+    """The authors' LPA (early freezing, their Newton projection) and advlab's LPA with their two code details
+    (``freeze: after_step``, ``projection: authors``): success within 5 points, every example
+    within the bound, LPIPS means close. advlab's defaults (keep the iterate found adversarial; project onto
+    the boundary) succeed at least as often."""
+    pa, features, model, task, x, y, lpips = perceptual_oracle
+    bound, steps, rounds = 0.2, 5, 3
+    common = {"bound": bound, "steps": steps, "binary_steps": rounds, "lpips": lpips}
+    torch.manual_seed(0)
+    theirs = pa.LagrangePerceptualAttack(
+        model,
+        bound=bound,
+        num_iterations=steps,
+        binary_steps=rounds,
+        lpips_model=features,
+        projection="newtons",
+    )(x, y).detach()
+    torch.manual_seed(0)
+    as_theirs = ATTACKS.create("lpa", task, freeze="after_step", projection="authors", **common)(model, x, y)
+    torch.manual_seed(0)
+    default = ATTACKS.create("lpa", task, **common)(model, x, y)
+    (asr_t, d_t), (asr_a, d_a), (asr_d, d_d) = (
+        _outcome(pa, features, model, x, y, a) for a in (theirs, as_theirs, default)
+    )
+    assert 0.1 < asr_t < 0.9  # not trivial
+    assert abs(asr_a - asr_t) <= 0.05 + 1e-9
+    assert abs(float(d_a.mean() - d_t.mean())) < 0.02
+    assert d_t.max() <= bound + 1e-4 and d_a.max() <= bound + 1e-4 and d_d.max() <= bound + 1e-4
+    assert asr_d >= asr_t - 1e-9
+
+
+def test_ppgd_matches_the_authors_code_and_its_default_is_no_weaker(perceptual_oracle):
+    """The authors' PPGD and advlab's with their two code details (``projection: authors``: their Newton
+    projection; ``finite_difference_h: 1e-3``: their finite-difference J v): success within 5 points, both
+    within the bound, the same mean LPIPS. advlab's defaults (project onto the boundary, exact J v) succeed at
+    least as often."""
+    pa, features, model, task, x, y, lpips = perceptual_oracle
+    x, y = x[:32], y[:32]
+    common = {"bound": 0.2, "steps": 5, "lpips": lpips}
+    torch.manual_seed(0)
+    theirs = pa.PerceptualPGDAttack(
+        model, bound=0.2, num_iterations=5, lpips_model=features, projection="newtons"
+    )(x, y).detach()
+    torch.manual_seed(0)
+    as_theirs = ATTACKS.create("ppgd", task, projection="authors", finite_difference_h=1e-3, **common)(
+        model, x, y
+    )
+    torch.manual_seed(0)
+    default = ATTACKS.create("ppgd", task, **common)(model, x, y)
+    (asr_t, d_t), (asr_a, d_a), (asr_d, d_d) = (
+        _outcome(pa, features, model, x, y, a) for a in (theirs, as_theirs, default)
+    )
+    assert 0.1 < asr_t < 0.9  # not trivial
+    assert abs(asr_a - asr_t) <= 0.05 + 1e-9
+    assert abs(float(d_a.mean() - d_t.mean())) < 0.02
+    assert d_t.max() <= 0.2 + 1e-4 and d_a.max() <= 0.2 + 1e-4 and d_d.max() <= 0.2 + 1e-4
+    assert asr_d >= asr_t - 1e-9

@@ -117,10 +117,12 @@ def test_fast_lpa_moves_towards_the_bound_and_fools_the_model(digits_setup, digi
     model, task = digits_setup[0], digits_setup[1]
     x, y, _ = digits_batch
     x, y = x[:32], y[:32]
-    x_adv = build("fast_lpa", task, steps=10, bound=0.5)(model, x, y)
+    # with a capped margin (kappa 1) the penalty keeps it near the bound (no projection); the authors' default,
+    # an uncapped margin, trades LPIPS for margin (tests/attacks/test_oracles.py compares it with their code)
+    x_adv = build("fast_lpa", task, steps=10, bound=0.5, kappa=1.0)(model, x, y)
     dist = LPIPSDistance(LPIPSConfig(model="self"), model)(x, x_adv)
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert dist.median() < 0.5 * 1.5  # the penalty keeps it near the bound (no projection)
+    assert dist.median() < 0.5 * 1.5
     with torch.no_grad():
         assert task.correct(model(x_adv), y).float().mean() < 0.5
 
@@ -210,3 +212,15 @@ def test_jpeg_coefficients_move_by_at_most_half_eps_quantisation_steps(rgb_setup
     assert moved.max() <= eps / 2 + 1e-3
     assert moved.max() > 0.9 * eps / 2  # signed steps reach the bound
     assert max(float(c.abs().max()) for c in attack.last_change) <= eps / 2 + 1e-7
+
+
+def test_an_infinite_kappa_is_a_clear_error_and_null_is_the_uncapped_margin():
+    from advlab.attacks.configs import FastLPAConfig, LPAConfig, PPGDConfig
+    from advlab.errors import ConfigError
+
+    assert FastLPAConfig().kappa is None  # the authors' Fast-LPA: kappa = inf
+    assert LPAConfig().kappa == 1.0 and PPGDConfig().kappa == 1.0  # theirs: kappa 1
+    with pytest.raises(ConfigError, match=r"attack\.kappa.*null"):
+        ATTACKS.parse({"name": "fast_lpa", "kappa": float("inf")}, "attack")
+    with pytest.raises(ConfigError, match=r"attack\.projection"):
+        ATTACKS.parse({"name": "ppgd", "projection": "newtons"}, "attack")

@@ -81,6 +81,7 @@ CIFAR_RELEASED = {
     "pat_alexnet": "cifar/pat_alexnet_1.pt",
     "at_stadv": "cifar/stadv_0.05.pt",
     "at_recoloradv": "cifar/recoloradv_0.06.pt",
+    "at_l2": "cifar_pgd_l2_1.pt",  # the authors' getting_started.ipynb (their S3 file cifar_pgd_l2_1_cpu.pt)
     **{
         f"at_all_{m}": f"cifar/pgd_linf_8_pgd_l2_1_stadv_0.05_recoloradv_0.06_{m}.pt"
         for m in ("random", "average", "max")

@@ -105,10 +105,14 @@ def semantic_adv(**params) -> SemanticAdv:
 
 def test_tv_loss_equals_hand_computed_value():
     a = torch.tensor([[1.0, 2.0, 4.0], [0.0, 2.0, 3.0]]).view(1, 1, 2, 3)
-    # vertical: (0-1)^2 + (2-2)^2 + (3-4)^2 = 2; horizontal: 1 + 4 + 4 + 1 = 10
-    assert tv_loss(a).item() == pytest.approx(12.0)
+    # the authors' TVLoss(L=2), size_average: 2 * (mean of the squared vertical differences + mean of the
+    # horizontal ones); vertical: (0-1)^2 + (2-2)^2 + (3-4)^2 = 2 over 3 pairs, horizontal: 1 + 4 + 4 + 1 = 10
+    # over 4 pairs
+    assert tv_loss(a).item() == pytest.approx(2 * (2 / 3 + 10 / 4))
     two = torch.cat([a, torch.zeros_like(a)])
-    assert tv_loss(two).tolist() == pytest.approx([12.0, 0.0])
+    assert tv_loss(two).tolist() == pytest.approx([2 * (2 / 3 + 10 / 4), 0.0])
+    # a mean, not a sum: the same pattern over more channels has the same value
+    assert tv_loss(a.expand(1, 5, 2, 3)).item() == pytest.approx(2 * (2 / 3 + 10 / 4))
     assert tv_loss(torch.ones(3, 1)).tolist() == [0.0, 0.0, 0.0]
 
 

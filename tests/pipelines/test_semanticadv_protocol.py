@@ -5,6 +5,7 @@ two transfer targets of one architecture, the StrawMan and a defense."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from conftest import make_cfg
 from test_semanticadv import SEMANTIC, TINY, semantic_adv, tiny_generator
 
+from advlab.data.info import DataInfo
 from advlab.errors import ConfigError
 from advlab.generators.stargan import AttributeGenerator, StarGANGenerator
 from advlab.pipelines.semantic_adv import (
@@ -165,6 +167,17 @@ def test_protocol_end_to_end(tmp_path):
     ]
     assert res2["metrics"]["defense/detector_clean"] >= 0 and res2["metrics"]["defense/detector_adv"] >= 0
     assert "attack/ref_edit_best" in res2["metrics"]
+    # AMI (Fig. 5's fourth defense): witnesses on the verifier, detection rates as metrics
+    res3 = run(
+        make_cfg("experiment=semanticadv_synth_ami", *TINY, *SEMANTIC, "defense.layer=net.9",
+                 "defense.pairs_per_attribute=4", "seed=1"),
+        tmp_path / "ami",
+    )  # fmt: skip
+    m3 = res3["metrics"]
+    for key in ("defense/detection_rate_all", "defense/false_positive_rate", "defense/detector_adv"):
+        assert 0 <= m3[key] <= 1, key
+    assert m3["defense/detection_rate_all"] == m3["defense/detector_adv"]  # the mean of 0/1 flags
+    assert res3["defense"]["layer"] == "net.9" and res3["defense"]["neurons"] == 16  # smallcnn width 8
 
 
 def dissection_state_dict(c_dim: int = 17, cd: int = 8) -> dict[str, torch.Tensor]:
@@ -225,3 +238,62 @@ def test_released_generator_dissection_layout_loads(tmp_path):
     ref = torch.tanh(F.conv2d(h, state["conv4.weight"], padding=3))
     with torch.no_grad():
         assert torch.allclose(net(x * 2 - 1, c), ref, atol=1e-5)
+
+
+# ---- transfer targets with their own embedding size and thresholds ------------------------------------------
+
+
+def test_transfer_targets_keep_their_own_embedding_size():
+    """The released 256-d R-101-S generating, 512-d torchvision ResNets as targets, in one run's config."""
+    from advlab.context import RunContext, build_spec
+    from advlab.loggers.base import Tracker
+    from advlab.pipelines.semantic_adv import target_spec
+    from advlab.recorder import RunRecorder
+    from advlab.tasks.base import TASKS
+    from advlab.victims.base import VICTIMS
+
+    cfg = make_cfg("experiment=semanticadv_celeba_transfer", "device=cpu")
+    spec = build_spec(cfg)
+    ctx = RunContext(cfg, spec, Path("unused"), {}, Tracker(None), RunRecorder(Path("unused"), Tracker(None)))
+    assert spec.task.embedding_dim == 256 and spec.victim.name == "face_resnet101_semanticadv"
+    info = DataInfo(2, (3, 112, 112), ["a", "b"], (0.5,) * 3, (0.25,) * 3)
+    for i, node in enumerate(spec.pipeline.transfer_victims[:1]):
+        sub = target_spec(ctx, node, i)
+        assert sub.task.embedding_dim == 512 and sub.victim.name == "face_resnet50"
+        assert not hasattr(sub.victim, "embedding_dim") and not hasattr(sub.victim, "label")
+        with torch.device("meta"):  # shapes only: no weight initialisation of a ResNet-50 on the CPU
+            net = VICTIMS.build(sub.victim).build(info, TASKS.build(sub.task, info).num_outputs)
+        head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        assert head.out_features == 512  # the embedding layer
+    # a node without embedding_dim keeps the run's
+    plain = target_spec(ctx, {"name": "face_resnet50", "checkpoint": None}, 0)
+    assert plain.task.embedding_dim == 256
+    with pytest.raises(ConfigError, match=r"transfer_victims\[0\].embedding_dim"):
+        pipeline_config(transfer_victims=[{"name": "smallcnn", "embedding_dim": 0}])
+    with pytest.raises(ConfigError, match=r"transfer_victims\[0\].thresholds.*one threshold per FPR"):
+        pipeline_config(transfer_victims=[{"name": "smallcnn", "thresholds": [1.0]}])
+
+
+def test_transfer_target_thresholds_are_its_own_not_the_generating_models():
+    from advlab.data.base import DATASETS
+    from advlab.pipelines.semantic_adv import embed, target_thresholds
+    from advlab.tasks.verification import pair_distances, threshold_at_fpr
+
+    cls = DATASETS.get("synthfaces")
+    params = {"name": "synthfaces", "size": 16, "train_identities": 4, "dev_identities": 6,
+              "test_identities": 2, "images_per_identity": 5}  # fmt: skip
+    data = cls(parse_config(cls.Config, params, "dataset"), seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 12)).eval()
+    # the run gives the generating model's thresholds (Table B style); the target chooses its own
+    p = pipeline_config(fprs=[0.1, 0.05], thresholds=[1.3, 1.2])
+    thr = target_thresholds(model, data, p, {"name": "smallcnn"}, "cpu", 0)
+    ids = data.identities("dev")
+    _, impostor = pair_distances(embed(model, data, "dev", torch.arange(len(ids)), "cpu"), ids)
+    assert thr.values == pytest.approx([threshold_at_fpr(impostor, 0.1), threshold_at_fpr(impostor, 0.05)])
+    assert thr.values != pytest.approx([1.3, 1.2])
+    assert float((impostor < thr.values[0]).float().mean()) <= 0.1
+    # or the node's own, in the run's unit (squared L2 here)
+    p2 = pipeline_config(fprs=[0.1, 0.05], thresholds=[1.3, 1.2], threshold_distance="squared_l2")
+    given = target_thresholds(model, data, p2, {"name": "smallcnn", "thresholds": [1.0, 0.81]}, "cpu", 0)
+    assert given.values == pytest.approx([1.0, 0.9])

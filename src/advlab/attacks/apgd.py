@@ -29,6 +29,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
+from advlab import keyed_random
 from advlab.attacks.base import ATTACKS, Attack
 from advlab.attacks.configs import APGDConfig, APGDTConfig  # noqa: F401
 from advlab.attacks.perturbation import ascent_direction, lp_norm, project
@@ -119,7 +120,10 @@ class _APGDBase(Attack):
 
     def _random_start(self, x: Tensor) -> Tensor:
         p = self.params
-        t = torch.randn_like(x) if p.norm == "l2" else 2 * torch.rand_like(x) - 1
+        if keyed_random.active():  # the evaluate loop: keyed on each image (advlab.keyed_random)
+            t = keyed_random.randn_like(x) if p.norm == "l2" else keyed_random.uniform_like(x, -1.0, 1.0)
+        else:
+            t = torch.randn_like(x) if p.norm == "l2" else 2 * torch.rand_like(x) - 1
         t = t / _view(lp_norm(t, p.norm).clamp_min(1e-12), x)
         return (x + p.eps * t).clamp(0, 1)
 

@@ -6,6 +6,7 @@ anything heavy is imported; the implementations import their config from here.""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ EOT_LOSSES = ("correct", "all", "gamma")  # eot_patch: the loss over the pixels
 
 NORMS = ("linf", "l2")
 VERSIONS = ("standard", "plus", "rand")  # AutoAttack
+PROJECTIONS = ("boundary", "authors")  # perceptual attacks: where the LPIPS projection lands
 
 
 @dataclasses.dataclass
@@ -146,14 +148,20 @@ class PerceptualConfig(AttackConfig):
     bound: float = 0.5  # LPIPS bound epsilon
     steps: int = 40
     step_size: float | None = None  # attack-specific default
-    kappa: float = 1.0  # margin loss: maximise min(-margin, kappa) (C&W f6)
+    # margin loss: maximise min(-margin, kappa) (C&W f6); null = uncapped (the authors' kappa = inf)
+    kappa: float | None = 1.0
     init_std: float = 0.01  # start from x + N(0, init_std^2)
     lpips: LPIPSConfig = dataclasses.field(default_factory=LPIPSConfig)
 
     def validate(self, key: str) -> None:
         check(self.bound > 0, f"{key}.bound", f"must be > 0 (got {self.bound})")
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1 (got {self.steps})")
-        check(self.kappa >= 0, f"{key}.kappa", f"must be >= 0 (got {self.kappa})")
+        check(
+            self.kappa is None or (math.isfinite(self.kappa) and self.kappa >= 0),
+            f"{key}.kappa",
+            f"must be a finite number >= 0, or null for an uncapped margin (got {self.kappa}); "
+            "the authors' kappa = inf is kappa: null",
+        )
         check(self.init_std >= 0, f"{key}.init_std", f"must be >= 0 (got {self.init_std})")
         check(
             self.step_size is None or self.step_size > 0,
@@ -161,6 +169,27 @@ class PerceptualConfig(AttackConfig):
             f"must be > 0 (got {self.step_size})",
         )
         self.lpips.validate(f"{key}.lpips")
+
+
+@dataclasses.dataclass
+class ProjectedPerceptualConfig(PerceptualConfig):
+    """Perceptual attacks that end (LPA) or every step (PPGD) project onto the LPIPS ball."""
+
+    newton_steps: int = 10  # the authors' max_iterations; bisection takes over for examples still outside
+    # where the Newton projection lands. 'boundary': each step aims 1% inside the bound, i.e. at the ball's
+    # boundary, as a projection onto the ball does. 'authors': their NewtonsPerceptualProjection, which aims 0.1
+    # inside the bound, lengthens the step by 10% and sums the gradients of its successive iterations (it never
+    # zeroes them): it lands well inside (mean LPIPS ~0.42 of a 0.5 bound in PPGD), a weaker attack
+    projection: str = "boundary"
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(self.newton_steps >= 0, f"{key}.newton_steps", f"must be >= 0 (got {self.newton_steps})")
+        check(
+            self.projection in PROJECTIONS,
+            f"{key}.projection",
+            f"must be one of {PROJECTIONS} (got '{self.projection}')",
+        )
 
 
 @dataclasses.dataclass
@@ -283,25 +312,41 @@ class MLCWConfig(CWL2Config):
 
 
 @dataclasses.dataclass
-class LPAConfig(PerceptualConfig):
-    steps: int = 40
+class LPAConfig(ProjectedPerceptualConfig):
+    """LPA as the PAT authors evaluate with it (``LagrangePerceptualAttack(num_iterations=40)``)."""
+
+    steps: int = 40  # per binary-search round (the authors' evaluation command: 40)
     binary_steps: int = 5
-    lam: float = 0.01
-    lam_factor: float = 10.0
+    lam: float = 0.01  # initial lambda
+    lam_factor: float = 10.0  # lambda *= lam_factor after a round for the examples still outside the bound
     h: float = 0.1  # finite-difference size for the LPIPS step normalisation
-    newton_steps: int = 5
+    # which iterate a frozen example keeps: 'found' (the one found adversarial within the bound) or
+    # 'after_step' (the authors' code: the iterate one step later, as their loop steps before it tests)
+    freeze: str = "found"
 
     def validate(self, key: str) -> None:
         super().validate(key)
         check(self.binary_steps >= 1, f"{key}.binary_steps", "must be >= 1")
+        check(
+            self.freeze in ("found", "after_step"),
+            f"{key}.freeze",
+            f"must be 'found' or 'after_step' (got '{self.freeze}')",
+        )
         check(self.lam > 0, f"{key}.lam", f"must be > 0 (got {self.lam})")
+        check(self.lam_factor >= 1, f"{key}.lam_factor", f"must be >= 1 (got {self.lam_factor})")
         check(self.h > 0, f"{key}.h", f"must be > 0 (got {self.h})")
 
 
 @dataclasses.dataclass
 class FastLPAConfig(PerceptualConfig):
+    """Fast-LPA as the authors define it (``FastLagrangePerceptualAttack``: kappa = inf, lambda ramp to
+    ``lam * 0.1 ** (1 / steps)``, no projection)."""
+
     steps: int = 20
-    lam: float = 10.0
+    kappa: float | None = None  # uncapped margin (the authors' kappa = inf)
+    lam: float = (
+        10.0  # lambda at step i: lam * 0.1 ** (1 - i / steps), from lam / 10 to lam * 0.1 ** (1 / steps)
+    )
     h: float = 0.1
 
     def validate(self, key: str) -> None:
@@ -311,14 +356,30 @@ class FastLPAConfig(PerceptualConfig):
 
 
 @dataclasses.dataclass
-class PPGDConfig(PerceptualConfig):
+class PPGDConfig(ProjectedPerceptualConfig):
+    """PPGD as the PAT authors evaluate with it (``PerceptualPGDAttack(num_iterations=40,
+    projection='newtons')``)."""
+
     cg_iterations: int = 5
-    cg_damping: float = 1e-4  # (J^T J + damping I): keeps CG well-posed where J is rank-deficient
-    newton_steps: int = 5
+    # (J^T J + damping I): keeps CG well-posed where J is rank-deficient (the authors: no damping; advlab's
+    # deliberate difference, negligible next to J^T J's non-zero eigenvalues)
+    cg_damping: float = 1e-4
+    cg_tolerance: float = 0.1  # an example's CG stops once its squared residual r.r < this (the authors')
+    # J v in J^T J v and in the step's LPIPS size ||J delta||: null = exact Jacobian-vector products; a number
+    # h = the authors' finite difference (phi(x + h v) - phi(x)) / h (their h = 1e-3), which is not small where
+    # h * v is not: their steps come out ~10% shorter in LPIPS
+    finite_difference_h: float | None = None
 
     def validate(self, key: str) -> None:
         super().validate(key)
         check(self.cg_iterations >= 1, f"{key}.cg_iterations", "must be >= 1")
+        check(self.cg_damping >= 0, f"{key}.cg_damping", f"must be >= 0 (got {self.cg_damping})")
+        check(self.cg_tolerance >= 0, f"{key}.cg_tolerance", f"must be >= 0 (got {self.cg_tolerance})")
+        check(
+            self.finite_difference_h is None or self.finite_difference_h > 0,
+            f"{key}.finite_difference_h",
+            f"must be > 0 or null (got {self.finite_difference_h})",
+        )
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from advlab import keyed_random
 from advlab.attacks.configs import NORMS  # noqa: F401
 
 
@@ -40,10 +41,11 @@ def ascent_direction(grad: Tensor, norm: str) -> Tensor:
 
 
 def random_start(x: Tensor, norm: str, eps: float) -> Tensor:
-    """A random point of the eps-ball (uniform for Linf; uniform direction, uniform radius for L2)."""
+    """A random point of the eps-ball (uniform for Linf; uniform direction, uniform radius for L2). Inside the
+    evaluate loop the draws are keyed on each image (:mod:`advlab.keyed_random`), elsewhere torch's RNG."""
     if norm == "linf":
-        return torch.empty_like(x).uniform_(-eps, eps)
-    direction = torch.randn_like(x)
+        return keyed_random.uniform_like(x, -eps, eps)
+    direction = keyed_random.randn_like(x)
     direction = direction / _view(lp_norm(direction, "l2") + 1e-12, x)
-    radius = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) * eps
+    radius = keyed_random.rand_per_image(x) * eps
     return direction * _view(radius, x)

@@ -15,7 +15,7 @@ For a source image ``x`` with attributes ``c`` and an edited attribute vector ``
    every step) on ``L_adv + tv_weight * L_smooth(alpha)``. ``L_adv`` is the task's margin hinge:
    for verification ``max(d(x_adv, x_tgt), kappa)`` up to a constant, kappa the distance threshold at the
    generating FPR (``task.threshold``); ``L_smooth`` is the total variation of ``alpha`` (squared differences of
-   spatial neighbours, summed). Each (image, attribute) stops once it succeeds (``early_stop``); its image
+   spatial neighbours, averaged as in the authors' ``TVLoss``). Each (image, attribute) stops once it succeeds (``early_stop``); its image
    at that step is kept.
 
 Batched over images and over the chosen attributes: the ``B`` images x ``K`` attributes run as ``B*K`` rows of
@@ -42,13 +42,16 @@ logger = logging.getLogger(__name__)
 
 
 def tv_loss(alpha: Tensor) -> Tensor:
-    """Per-row total variation of ``alpha`` [N, C, H, W]: sum of squared differences between vertically and
-    horizontally adjacent entries (SemanticAdv Eq. 6). Scalars (``[N, 1]``) have none."""
+    """Per-row total variation of ``alpha`` [N, C, H, W] (SemanticAdv Eq. 3's ``L_smooth``), normalised as the
+    authors' ``TVLoss(L=2)`` (``size_average=True``): ``2 * (mean_v + mean_h)``, the mean squared difference
+    between vertically and between horizontally adjacent entries. A sum instead of the means would weigh the
+    term by the size of the feature map (x 7168 for a 64x8x8 map) and hold alpha near its initial value.
+    Scalars (``[N, 1]``) have none."""
     if alpha.dim() < 4:
         return alpha.new_zeros(alpha.shape[0])
-    dh = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).sum(dim=(1, 2, 3))
-    dw = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).sum(dim=(1, 2, 3))
-    return dh + dw
+    dh = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).flatten(1).mean(1)
+    dw = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).flatten(1).mean(1)
+    return 2 * (dh + dw)
 
 
 def flip_attributes(c: Tensor, attr_idx: Tensor) -> Tensor:

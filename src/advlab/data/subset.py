@@ -18,6 +18,7 @@ the task (:meth:`advlab.tasks.base.Task.targets_from_file`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +85,58 @@ def random_correct_indices(
     return pick.sort().values
 
 
-def eval_loader(model: nn.Module, task, data, params, device: torch.device, seed: int) -> DataLoader:
-    """The evaluate loop's test loader for ``params.subset`` (an :class:`advlab.loops.evaluate.EvalConfig`)."""
+def shard_range(num_images: int, shard: int, num_shards: int) -> range:
+    """Positions ``[lo, hi)`` (in evaluation order) of shard ``shard`` of ``num_shards`` contiguous slices of
+    ``num_images`` evaluated images, ``lo = shard * num_images // num_shards``: the shards in order are the
+    unsharded evaluation."""
+    return range(shard * num_images // num_shards, (shard + 1) * num_images // num_shards)
+
+
+def nested_range(num_images: int, parts: Sequence[tuple[int, int]]) -> range:
+    """The positions of part ``parts[-1]`` of ... of part ``parts[0]`` of ``num_images`` images, each
+    ``(index, count)`` a :func:`shard_range` of the previous range (e.g. ``[(shard, num_shards), (rank,
+    world)]``: a torchrun rank's part of a shard)."""
+    r = range(num_images)
+    for index, count in parts:
+        sub = shard_range(len(r), index, count)
+        r = r[sub.start : sub.stop]
+    return r
+
+
+def eval_loader(
+    model: nn.Module,
+    task,
+    data,
+    params,
+    device: torch.device,
+    seed: int,
+    parts: Sequence[tuple[int, int]] = (),
+) -> tuple[DataLoader, range, int]:
+    """The evaluate loop's test loader for ``params.subset`` (an :class:`advlab.loops.evaluate.EvalConfig`),
+    restricted to the part ``parts`` of the evaluated images (:func:`nested_range`); returns the loader, the
+    positions it covers among the evaluated images, and how many images are evaluated in all."""
     if params.subset == "first":
-        return data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
-    ds = data.dataset("test")
-    if params.subset == "file":
-        idx = read_index_file(params.subset_file, len(ds))
-        if params.num_examples is not None:
-            idx = idx[: params.num_examples]
+        ds = data.dataset("test")
+        n = len(ds) if params.num_examples is None else min(params.num_examples, len(ds))
+        idx = None
     else:
-        idx = random_correct_indices(
-            model, task, ds, params.num_examples, params.batch_size, device, seed, data.loader_options()
-        )
-    return data.dataloader(Subset(ds, idx.tolist()), batch_size=params.batch_size, shuffle=False)
+        ds = data.dataset("test")
+        if params.subset == "file":
+            idx = read_index_file(params.subset_file, len(ds))
+            if params.num_examples is not None:
+                idx = idx[: params.num_examples]
+        else:
+            idx = random_correct_indices(
+                model, task, ds, params.num_examples, params.batch_size, device, seed, data.loader_options()
+            )
+        n = len(idx)
+    part_range = nested_range(n, parts)
+    if idx is None and len(part_range) == n:
+        loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
+    else:
+        rows = list(part_range) if idx is None else idx[part_range.start : part_range.stop].tolist()
+        loader = data.dataloader(Subset(ds, rows), batch_size=params.batch_size, shuffle=False)
+    return loader, part_range, n
 
 
 def read_target_file(task, num_images: int) -> Tensor | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import Tensor, nn
@@ -41,6 +42,18 @@ class Defense:
     def wrap(self, victim: nn.Module) -> nn.Module:
         """The model that is evaluated and attacked (default: the victim itself)."""
         return victim
+
+    def prepare(self, victim: nn.Module, data: Any, device: Any) -> dict[str, Any] | None:
+        """Fit what an inference-time defense learns from the trained victim and the data before it is used
+        (e.g. AMI's attribute witnesses); returns a summary for ``results.json`` (default: nothing to fit)."""
+        return None
+
+    def for_task(self, task: Task) -> Defense:
+        """This defense deciding with ``task`` (e.g. a verification task at the threshold in use; a shallow
+        copy, ``self`` unchanged)."""
+        other = copy.copy(self)
+        other.task = task
+        return other
 
 
 DEFENSES.register("none")(Defense)

@@ -121,6 +121,54 @@ class MultiAdvTrainingConfig(ComponentConfig):
         self.attacks = parsed
 
 
+@dataclasses.dataclass
+class AMIConfig(ComponentConfig):
+    """Attacks Meet Interpretability (Tao et al. 2018): attribute witnesses of one layer, an attribute-steered
+    copy of the victim, and a detector flagging inputs on which the two decide differently."""
+
+    layer: str | None = (
+        None  # module name in the victim (``victim.named_modules()``), e.g. net.12 for smallcnn
+    )
+    change_threshold: float = 0.5  # a neuron changes on a pair when |delta| > this x its std over the images
+    consistency: float = 0.5  # ... on at least this share of the substitution pairs (and stays put on the
+    #                           preservation pairs at least this share of the time)
+    strengthen: float = 1.5  # witnesses' activations x this in the steered model
+    weaken: float = 0.5  # the layer's other neurons x this
+    attributes: list[str] | None = (
+        None  # attributes whose witnesses are searched (None: all of the dataset's)
+    )
+    pairs_per_attribute: int = (
+        64  # source images per attribute (one substitution + one preservation pair each)
+    )
+    pair_split: str = "dev"  # split the pairs are drawn from (never the attacked test split)
+    detection: str = "consistency"  # consistency (SemanticAdv's use: cosine of the two outputs) | decision
+    benign_fpr: float = (
+        0.1  # consistency: flag threshold at this false-positive rate on clean pair_split images
+    )
+
+    def validate(self, key: str) -> None:
+        check(self.layer is not None, f"{key}.layer", "name the victim layer to steer (a name from "
+              "victim.named_modules(), e.g. net.12 for smallcnn)")  # fmt: skip
+        check(
+            self.change_threshold > 0, f"{key}.change_threshold", f"must be > 0 (got {self.change_threshold})"
+        )
+        check(0 < self.consistency <= 1, f"{key}.consistency", f"must be in (0, 1] (got {self.consistency})")
+        check(self.strengthen >= 1, f"{key}.strengthen", f"must be >= 1 (got {self.strengthen})")
+        check(0 <= self.weaken <= 1, f"{key}.weaken", f"must be in [0, 1] (got {self.weaken})")
+        check(self.pairs_per_attribute >= 2, f"{key}.pairs_per_attribute", "must be >= 2")
+        check(self.pair_split in ("train", "dev"), f"{key}.pair_split", "must be train or dev")
+        check(
+            self.detection in ("consistency", "decision"),
+            f"{key}.detection",
+            f"must be consistency or decision (got '{self.detection}')",
+        )
+        check(0 < self.benign_fpr < 1, f"{key}.benign_fpr", f"must be in (0, 1) (got {self.benign_fpr})")
+        if self.attributes is not None:
+            check(
+                len(self.attributes) >= 1, f"{key}.attributes", "must list at least one attribute or be null"
+            )
+
+
 TRANSFORMS = ("jpeg", "blur", "squeeze")
 
 
@@ -173,6 +221,7 @@ class InputTransformConfig(ComponentConfig):
 DEFENSES: Registry = Registry("defense", "defense")
 #: name -> (implementing module, config): the implementation is imported on first use
 DEFENSES.declare("adv_training", "advlab.defenses.adv_training", AdvTrainingConfig)
+DEFENSES.declare("ami", "advlab.defenses.ami", AMIConfig)
 DEFENSES.declare("asl_par", "advlab.defenses.asl_par_defense", ASLPARDefenseConfig)
 DEFENSES.declare("input_transform", "advlab.defenses.input_transform", InputTransformConfig)
 DEFENSES.declare("none", "advlab.defenses.base", ComponentConfig)

@@ -20,8 +20,20 @@ class EvalConfig:
     # attack/lpips: null (off) | alex | vgg | squeeze (the lpips package's calibrated LPIPS; trunk weights from
     # TORCH_HOME) | alex_random (uncalibrated random trunk, tests only) | self (the victim's own features)
     lpips: str | None = None
+    # sharded evaluation: this run evaluates shard `shard` of `num_shards` contiguous, equal slices of the
+    # evaluated images (after subset / num_examples); advlab-merge combines the shards' run folders into the
+    # unsharded run's results.json (advlab/merge.py, docs/cluster.md)
+    shard: int = 0
+    num_shards: int = 1
 
     def validate(self, key: str) -> None:
+        check(self.num_shards >= 1, f"{key}.num_shards", f"must be >= 1 (got {self.num_shards})")
+        check(
+            0 <= self.shard < max(self.num_shards, 1),
+            f"{key}.shard",
+            f"must be in [0, {key}.num_shards) = [0, {self.num_shards}) (got {self.shard}); shards are numbered "
+            "from 0, e.g. eval.shard=$SLURM_ARRAY_TASK_ID with --array=0-<num_shards - 1>",
+        )
         check(
             self.lpips in (None, "alex", "vgg", "squeeze", "alex_random", "self"),
             f"{key}.lpips",

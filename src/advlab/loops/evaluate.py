@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from advlab import distributed, keyed_random
 from advlab.attacks.base import Attack, NoAttack
 from advlab.data.base import DataModule
-from advlab.data.subset import eval_loader, read_target_file
+from advlab.data.subset import eval_loader, nested_range, read_target_file
 from advlab.errors import AdvlabError
 from advlab.loops.configs import EvalConfig  # noqa: F401
 from advlab.metrics.distortion import distortion, image_quality
@@ -66,7 +67,8 @@ class EvaluationState(LoopState):
     clean_correct: list[Tensor]
     adv_correct: list[Tensor]
     next_batch: int
-    generator: Tensor  # state of the target-sampling generator
+    # unused since targets are keyed on each image's position (keyed_targets); kept for the file format
+    generator: Tensor
 
     def to(self, device: torch.device) -> EvaluationState:
         for meter in (self.clean, self.adv, self.attack):
@@ -74,6 +76,49 @@ class EvaluationState(LoopState):
         self.clean_correct = [t.to(device) for t in self.clean_correct]
         self.adv_correct = [t.to(device) for t in self.adv_correct]
         return self
+
+    def merge(self, other: EvaluationState) -> EvaluationState:
+        """Append the next shard's state (the images after this state's) in place: meters, per-example
+        outcomes and targets concatenated in order, times and counts summed, this state's pictures kept (the
+        first shard's are the unsharded run's first batch). Returns ``self``."""
+        self.clean.merge(other.clean)
+        self.adv.merge(other.adv)
+        self.attack.merge(other.attack)
+        self.attack_time += other.attack_time
+        self.n_images += other.n_images
+        if self.examples is None:
+            self.examples = other.examples
+        self.targets += other.targets
+        device = self.clean_correct[0].device if self.clean_correct else None
+        self.clean_correct += [t.to(device or t.device) for t in other.clean_correct]
+        self.adv_correct += [t.to(device or t.device) for t in other.adv_correct]
+        self.next_batch += other.next_batch
+        return self
+
+
+def keyed_targets(task: Task, y: Tensor, first: int, seed: int) -> Tensor:
+    """The attack targets of a batch whose images sit at positions ``first, first + 1, ...`` of the
+    evaluation: each image's drawn by ``task.sample_targets`` from its own generator, seeded by the run's seed
+    and that position, so a sharded or distributed evaluation draws every image's target as the unsharded run
+    does (one small CPU draw per image, once per batch, outside the attack)."""
+    y_cpu = y.cpu()
+    rows = [
+        task.sample_targets(y_cpu[i : i + 1], torch.Generator().manual_seed(seed * 1_000_003 + first + i))
+        for i in range(y_cpu.shape[0])
+    ]
+    return torch.cat(rows).to(y.device)
+
+
+def eval_metrics(state: EvaluationState, run_attack: bool) -> dict[str, float]:
+    """``results.json``'s metrics of an evaluation from its (possibly merged) state."""
+    st = state
+    metrics = {f"clean/{k}": v for k, v in st.clean.compute().items()}
+    if run_attack:
+        metrics.update({f"adv/{k}": v for k, v in st.adv.compute().items()})
+        metrics.update({f"attack/{k}": v for k, v in st.attack.compute().items()})
+        metrics["attack/time_per_image_s"] = st.attack_time / max(st.n_images, 1)
+    metrics["eval/num_examples"] = st.n_images
+    return metrics
 
 
 @dataclasses.dataclass
@@ -106,8 +151,11 @@ class Evaluation:
         params: EvalConfig,
         state: EvaluationState,
         file_targets: Tensor | None = None,
+        first: int = 0,
+        seed: int = 0,
     ):
         self.model, self.task, self.attack, self.params, self.state = model, task, attack, params, state
+        self.first, self.seed = first, seed  # position of this part's first image in the evaluation; seed
         self.file_targets = (
             file_targets  # task.target_file rows, one per evaluated image (advlab.data.subset)
         )
@@ -126,18 +174,20 @@ class Evaluation:
         st.n_images += x.shape[0]
         return clean_out
 
-    def attack_step(self, x: Tensor, y: Tensor, clean_out: Tensor, gen: torch.Generator) -> None:
+    def attack_step(self, x: Tensor, y: Tensor, clean_out: Tensor) -> None:
         st, task, attack = self.state, self.task, self.attack
         if self.file_targets is not None:  # rows of the images of this batch (clean_step has counted them)
             rows = self.file_targets[st.n_images - x.shape[0] : st.n_images]
             target = task.targets_from_file(rows.to(x.device), y)
         else:
-            target = task.sample_targets(y, gen) if attack.targeted else None
+            first = self.first + st.n_images - x.shape[0]
+            target = keyed_targets(task, y, first, self.seed) if attack.targeted else None
         if target is not None:
             st.targets.append(target.cpu())
         _sync(x.device)
         t0 = time.perf_counter()
-        x_adv = attack(self.model, x, y, target)
+        with keyed_random.keyed_by_image(self.seed):  # an image's random start is not its batch's
+            x_adv = attack(self.model, x, y, target)
         _sync(x.device)
         st.attack_time += time.perf_counter() - t0
         with torch.no_grad(), full_precision(self.model):
@@ -174,12 +224,7 @@ class Evaluation:
 
     def result(self) -> EvalResult:
         st = self.state
-        metrics = {f"clean/{k}": v for k, v in st.clean.compute().items()}
-        if self.run_attack:
-            metrics.update({f"adv/{k}": v for k, v in st.adv.compute().items()})
-            metrics.update({f"attack/{k}": v for k, v in st.attack.compute().items()})
-            metrics["attack/time_per_image_s"] = st.attack_time / max(st.n_images, 1)
-        metrics["eval/num_examples"] = st.n_images
+        metrics = eval_metrics(st, self.run_attack)
         if st.examples is None:
             raise AdvlabError("evaluation: the test split is empty (check dataset.* and eval.num_examples)")
         return EvalResult(
@@ -203,20 +248,34 @@ def evaluate(
     progress: bool = True,
     resume_path: Path | None = None,
     checkpoint_every_s: float = 60.0,
+    state_path: Path | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on the test split, clean and (unless ``attack`` is ``none``) under ``attack``.
 
     With ``resume_path``, the loop's whole state (:class:`EvaluationState`: meters, RNG, targets, timing, the
     next batch) is written there atomically at most every ``checkpoint_every_s`` seconds, and a restarted
     evaluation continues from it, giving the same result as an uninterrupted one (the test split is read in
-    a fixed order)."""
+    a fixed order).
+
+    Sharding: ``params.shard`` of ``params.num_shards`` evaluates only that contiguous slice of the evaluated
+    images (:func:`advlab.data.subset.shard_range`), and under torchrun each rank evaluates its slice of that;
+    the ranks' states are gathered and merged (:meth:`EvaluationState.merge`) so every rank returns the
+    shard's result. Targets and attack randomness are keyed on each image (:func:`keyed_targets`,
+    :mod:`advlab.keyed_random`) and meters keep per-sample values, so the shards merged in order give the
+    unsharded run's metrics exactly. ``state_path`` receives the final (merged) state for ``advlab-merge``."""
     model.eval()
-    loader = eval_loader(model, task, data, params, device, seed + 1)  # seed + 1: not the target stream
+    rank, world = distributed.rank_world()
+    parts = [(params.shard, params.num_shards), (rank, world)]
+    loader, positions, num_images = eval_loader(model, task, data, params, device, seed + 1, parts)
     targeted = not isinstance(attack, NoAttack) and attack.targeted
-    file_targets = read_target_file(task, len(loader.dataset)) if targeted else None
+    file_targets = read_target_file(task, positions.stop) if targeted else None
+    if file_targets is not None:
+        file_targets = file_targets[positions.start :]
     if not isinstance(attack, NoAttack):
         attack.prepare(model, data)
     gen = torch.Generator().manual_seed(seed)
+    if world > 1 and resume_path is not None:  # one resume file per rank
+        resume_path = resume_path.with_name(f"{resume_path.stem}_rank{rank}{resume_path.suffix}")
     state = EvaluationState.load(resume_path)
     if state is None:
         state = EvaluationState(
@@ -225,8 +284,7 @@ def evaluate(
     else:
         logger.info(f"evaluation resumes at batch {state.next_batch}")
     state.to(device)
-    gen.set_state(state.generator)
-    ev = Evaluation(model, task, attack, params, state, file_targets)
+    ev = Evaluation(model, task, attack, params, state, file_targets, positions.start, seed)
     last_save = time.perf_counter()
     desc = f"attack {attack.registered_name}" if ev.run_attack else "evaluate"
     bar = track(loader, desc, enabled=progress)
@@ -234,11 +292,46 @@ def evaluate(
         if i < state.next_batch:
             continue
         if resume_path is not None and time.perf_counter() - last_save >= checkpoint_every_s:
-            state.next_batch, state.generator = i, gen.get_state()
+            state.next_batch = i
             state.save(resume_path)
             last_save = time.perf_counter()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         clean_out = ev.clean_step(x, y)
         if ev.run_attack:
-            ev.attack_step(x, y, clean_out, gen)
+            ev.attack_step(x, y, clean_out)
+    state.next_batch = len(loader)
+    if world > 1:  # every rank: the shard's state, the ranks' parts merged in rank order
+        parts_states = distributed.gather_objects(state.to(torch.device("cpu")))
+        state = parts_states[0]
+        for other in parts_states[1:]:
+            state.merge(other)
+        ev.state = state.to(device)
+    if state_path is not None and distributed.is_main():
+        save_shard_state(state_path, state, ev.run_attack, positions_of_shard(num_images, params), num_images)
     return ev.result()
+
+
+SHARD_STATE_FORMAT = 1
+
+
+def positions_of_shard(num_images: int, params: EvalConfig) -> range:
+    return nested_range(num_images, [(params.shard, params.num_shards)])
+
+
+def save_shard_state(
+    path: Path, state: EvaluationState, run_attack: bool, positions: range, num_images: int
+) -> None:
+    """Write an evaluation's final state for ``advlab-merge`` (atomically): the state on the CPU, whether
+    the attack ran, which positions of how many evaluated images it covers."""
+    from advlab.utils import atomic_torch_save
+
+    cpu = dataclasses.replace(state)
+    cpu.to(torch.device("cpu"))
+    payload = {
+        "format": SHARD_STATE_FORMAT,
+        "state": cpu,
+        "run_attack": run_attack,
+        "positions": [positions.start, positions.stop],
+        "num_images": num_images,
+    }
+    atomic_torch_save(payload, path)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 class Pipeline:
     Config = PipelineConfig
     registered_name = "pipeline"
+    #: supports ``eval.num_shards > 1`` (its results.json is one evaluation's, which advlab-merge rebuilds)
+    shardable = False
 
     def __init__(self, params: Any):
         self.params = params

@@ -230,7 +230,7 @@ class SemanticAdvPipelineConfig(PipelineConfig):
     batch_size: int = 16  # source images per attack batch (x the number of attributes)
     grid_examples: int = 6
     victim_label: str | None = None  # the generating model's id in the transfer table (None = victim.name)
-    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim nodes (+ optional label)
+    transfer_victims: list[Any] = dataclasses.field(default_factory=list)  # victim nodes (+ TARGET_KEYS)
     adaptive: bool = False  # attack through the defense (True) or the bare victim, scored through it (False)
     strawman: bool = False  # pixel attack on G(x', c_new) per attribute (Table H's StrawMan [CW + x_new])
     strawman_recon_steps: int = 300  # the StrawMan's reconstruction pre-step (SemanticAdv's)
@@ -276,6 +276,21 @@ class SemanticAdvPipelineConfig(PipelineConfig):
                 f"{key}.transfer_victims[{i}]",
                 "must be a victim node with a name, e.g. {name: face_resnet50, checkpoint: r50s.pt, label: R-50-S}",
             )
+            if not isinstance(node, dict):
+                continue
+            dim = node.get("embedding_dim")
+            check(
+                dim is None or (isinstance(dim, int) and dim >= 1),
+                f"{key}.transfer_victims[{i}].embedding_dim",
+                f"must be a positive integer (the target's task.embedding_dim) or absent (got {dim!r})",
+            )
+            thr = node.get("thresholds")
+            check(
+                thr is None or (isinstance(thr, (list, tuple)) and len(thr) == len(self.fprs)),
+                f"{key}.transfer_victims[{i}].thresholds",
+                f"needs one threshold per FPR of pipeline.fprs ({len(self.fprs)}) or null (chosen on the "
+                f"target's own dev pairs), got {thr!r}",
+            )
         ids = target_ids(self.transfer_victims)
         dup = sorted({i for i in ids if ids.count(i) > 1})
         check(
@@ -285,6 +300,12 @@ class SemanticAdvPipelineConfig(PipelineConfig):
         )
         self.generator.validate(f"{key}.generator")
         self.gan_train.validate(f"{key}.gan_train")
+
+
+#: keys of a ``pipeline.transfer_victims`` node that belong to the pipeline, not to the victim: the target's id in
+#: the tables, its embedding size (``task.embedding_dim`` of the target) and its given thresholds (one per
+#: ``pipeline.fprs``, in the unit of ``pipeline.threshold_distance``; absent: chosen on its own dev pairs)
+TARGET_KEYS = ("label", "embedding_dim", "thresholds")
 
 
 def target_ids(nodes: list[Any]) -> list[str]:

@@ -3,8 +3,9 @@
 Named stages, each a small function with typed inputs and outputs (:meth:`SemanticAdvPipeline.run` only
 chains them):
 
-1. victim (trained by the fit loop and cached, or ``victim.checkpoint``), wrapped by the defense
-   (``defense=input_transform``: what is scored, and attacked when ``pipeline.adaptive``);
+1. victim (trained by the fit loop and cached, or ``victim.checkpoint``); the defense fits what it learns
+   from it (``Defense.prepare``, e.g. AMI's witnesses) and wraps it (``defense=input_transform``: what is
+   scored, and attacked when ``pipeline.adaptive``); its detector decides at the first FPR's threshold;
 2. :func:`choose_thresholds`: the distance threshold at every FPR of ``pipeline.fprs`` from the impostor pairs
    of the ``dev`` split (or ``pipeline.thresholds``, given as L2 distances or, ``threshold_distance:
    squared_l2``, as the official code's squared distances, Table B);
@@ -31,7 +32,9 @@ x0, G(x0, c), G(x0, c_new) (Best), at ``fprs[0]``; ``_t<T>`` for every T-FPR); `
 ``clean/threshold_<FPR>``, ``clean/tar_<FPR>``, ``clean/far_<FPR>``; ``clean/false_accept``; ``attack/iters``
 (``_g<G>`` per G-FPR); mean distances to the target ``attack/dist_source``, ``attack/dist_edit[_best]``,
 ``attack/dist_adv[_best]_g<G>`` (``_best``: the closest attribute per pair);
-``defense/detector_clean`` / ``defense/detector_adv`` when the defense has a detector score.
+``defense/detector_clean`` / ``defense/detector_adv`` when the defense has a detector score, and for a 0/1 flag
+(``defense=ami``) ``defense/detection_rate`` (flagged share of the successful adversarial examples at the first
+G-FPR), ``defense/detection_rate_all`` (of all attacked ones), ``defense/false_positive_rate`` (clean sources).
 ``results.json`` keeps the full tables under ``semantic_adv`` (read by ``scripts/semanticadv_tables.py``).
 """
 
@@ -62,12 +65,14 @@ from advlab.generators.stargan import (
 from advlab.loops.stargan_fit import fit_stargan
 from advlab.pipelines.base import PIPELINES, Pipeline
 from advlab.pipelines.configs import (  # noqa: F401  (re-exported for callers of this module)
+    TARGET_KEYS,
     GFPRSetting,
     SemanticAdvPipelineConfig,
     StarGANConfig,
     target_ids,
 )
 from advlab.reporting.pictures import save_image_rows
+from advlab.tasks.base import TASKS
 from advlab.tasks.verification import Verification, embedding_distance, pair_distances, threshold_at_fpr
 from advlab.utils import frozen
 from advlab.victims.base import VICTIMS, load_state_dict_file
@@ -412,6 +417,18 @@ def fill_reference(
         ref.edit[sl] = embedding_distance(scored(rows), tgt.repeat_interleave(k, dim=0)).view(-1, k).cpu()
 
 
+def detection_rates(outcome: GFPROutcome, flagged_clean: float) -> dict[str, float]:
+    """For a detector whose score is a 0/1 flag (AMI): the share of the *successful* adversarial examples at
+    the first G-FPR that it flags, of all attacked ones, and of the clean sources (false positives)."""
+    flags = outcome.detector
+    ok = outcome.distances < outcome.threshold
+    return {
+        "defense/detection_rate": float(flags[ok].mean()) if ok.any() else float("nan"),
+        "defense/detection_rate_all": float(flags.mean()),
+        "defense/false_positive_rate": flagged_clean,
+    }
+
+
 # ---- stage 5: scores at every T-FPR ------------------------------------------------------------------------
 
 
@@ -723,6 +740,7 @@ class SemanticAdvPipeline(Pipeline):
         task: Verification = parts.task  # type: ignore[assignment]
         victim, victim_info = ctx.prepare_victim(parts)
         victim = victim.to(spec.device).eval()
+        defense_info = parts.defense.prepare(victim, data, spec.device)  # e.g. AMI's witnesses
         scored = parts.defense.wrap(victim).to(spec.device).eval()
         attacked = scored if p.adaptive else victim
         thresholds = choose_thresholds(scored, data, p, spec.device, spec.seed)
@@ -733,7 +751,9 @@ class SemanticAdvPipeline(Pipeline):
         pairs = embed_pairs(scored, data, p.num_pairs, p.pair_seed, spec.device)
         extra: dict[str, Any] = {"victim": {"name": spec.victim.name, **victim_info}}
         pair_attack = self.pair_attack(ctx, data, extra)
-        detector = getattr(parts.defense, "detector", None)  # e.g. feature squeezing's L1 score
+        # e.g. feature squeezing's L1 score, AMI's flag (deciding at the first FPR's threshold)
+        defense = parts.defense.for_task(task.at_threshold(thresholds.values[0]))
+        detector = getattr(defense, "detector", None)
         outcomes = [
             attack_at_gfpr(
                 pair_attack, attacked, scored, task.at_threshold(thr), setting_for(p, f), data, pairs, g,
@@ -750,6 +770,10 @@ class SemanticAdvPipeline(Pipeline):
             x0 = data.load_images("test", pairs.source).to(spec.device)
             with torch.no_grad():
                 metrics["defense/detector_clean"] = float(detector(victim, x0).mean())
+            if getattr(defense, "detector_flags", False):  # a 0/1 flag: rates
+                metrics.update(detection_rates(outcomes[0], metrics["defense/detector_clean"]))
+        if defense_info is not None:
+            extra["defense"] = {"name": spec.defense.name, **defense_info}
         transfer = self.transfer(ctx, parts, outcomes, thresholds, pairs, metrics)
         for o in outcomes:
             save_pictures(ctx, data, pairs, o, names, thresholds, p.grid_examples)
@@ -767,7 +791,8 @@ class SemanticAdvPipeline(Pipeline):
         return metrics, extra
 
     def transfer(self, ctx, parts, outcomes, thresholds: Thresholds, pairs: Pairs, metrics) -> dict[str, Any]:
-        """Every transfer target (undefended), keyed by its unique id."""
+        """Every transfer target (undefended), keyed by its unique id, with its own embedding size and
+        thresholds (:func:`target_spec`, :func:`target_thresholds`)."""
         p, spec = self.params, ctx.spec
         if not p.transfer_victims:
             return {}
@@ -775,19 +800,42 @@ class SemanticAdvPipeline(Pipeline):
         out: dict[str, Any] = {}
         for i, (tid, node) in enumerate(zip(target_ids(p.transfer_victims), p.transfer_victims)):
             sub = target_spec(ctx, node, i)
-            other, _ = ctx.prepare_victim(parts, sub)
+            target_task = TASKS.build(sub.task, data.info)  # the target's own embedding size
+            other, _ = ctx.prepare_victim(dataclasses.replace(parts, task=target_task), sub)
             other = other.to(spec.device).eval()  # targets are scored without the defense
-            other_thr = choose_thresholds(other, data, p, spec.device, spec.seed)
+            other_thr = target_thresholds(other, data, p, node, spec.device, spec.seed)
             tgt = embed(other, data, "test", pairs.target, spec.device)
             table = transfer_rates(outcomes, other, other_thr, tgt, spec.device)
             for g, per_t in table.items():
                 for t, v in per_t.items():
                     metrics[f"transfer/asr_{tid}_g{g}_t{t}"] = v
-            out[tid] = {"victim": sub.victim.name, "thresholds": other_thr.values, "asr": table}
+            out[tid] = {
+                "victim": sub.victim.name,
+                "embedding_dim": sub.task.embedding_dim,
+                "thresholds": other_thr.values,
+                "thresholds_given": node.get("thresholds") is not None,
+                "asr": table,
+            }
         return out
 
 
 def target_spec(ctx: RunContext, node: Any, index: int):
-    """The run's spec with the victim *replaced* by a transfer target's node (its ``label`` is the pipeline's,
-    not the victim's): the target's own keys and defaults, nothing inherited from the run's victim node."""
-    return ctx.spec_with(victim={k: v for k, v in dict(node).items() if k != "label"})
+    """The run's spec with the victim *replaced* by a transfer target's node: the target's own keys and
+    defaults, nothing inherited from the run's victim node. The node's pipeline keys (``label``,
+    ``embedding_dim``, ``thresholds``; :data:`TARGET_KEYS`) are not victim keys; ``embedding_dim`` sets the
+    target's ``task.embedding_dim`` (e.g. the released 256-d R-101-S generating, 512-d ResNet-50s as targets)."""
+    node = dict(node)
+    nodes: dict[str, Any] = {"victim": {k: v for k, v in node.items() if k not in TARGET_KEYS}}
+    if node.get("embedding_dim") is not None:
+        nodes["task"] = {"embedding_dim": int(node["embedding_dim"])}
+    return ctx.spec_with(**nodes)
+
+
+def target_thresholds(
+    model: nn.Module, data: FaceAttributeData, params: SemanticAdvPipelineConfig, node: Any, device, seed: int
+) -> Thresholds:
+    """A transfer target's thresholds at ``pipeline.fprs``: its node's ``thresholds`` (in the unit of
+    ``pipeline.threshold_distance``) or chosen on *its own* dev impostor pairs, never the generating model's
+    given ones (``pipeline.thresholds`` belong to the run's victim, e.g. Table B's R-101-S column)."""
+    own = dataclasses.replace(params, thresholds=node.get("thresholds"))
+    return choose_thresholds(model, data, own, device, seed)

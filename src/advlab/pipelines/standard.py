@@ -11,6 +11,7 @@ import torch
 from advlab.attacks.universal import UniversalAttack
 from advlab.loops.evaluate import evaluate
 from advlab.loops.universal import fit_universal
+from advlab.merge import SHARD_STATE
 from advlab.pipelines.base import PIPELINES, Pipeline
 from advlab.utils import atomic_torch_save
 
@@ -46,6 +47,8 @@ def fit_or_load_universal(
 
 @PIPELINES.register("standard")
 class StandardPipeline(Pipeline):
+    shardable = True
+
     def run(self, ctx: RunContext) -> tuple[dict[str, float], dict[str, Any]]:
         spec = ctx.spec
         parts = ctx.build()
@@ -63,6 +66,8 @@ class StandardPipeline(Pipeline):
             spec.seed,
             progress=spec.progress,
             resume_path=ctx.scratch("eval_state.pt"),  # a killed/requeued run resumes from here
+            # eval.num_shards > 1: this shard's final state, which advlab-merge combines (advlab/merge.py)
+            state_path=ctx.run_dir / SHARD_STATE if spec.eval.num_shards > 1 else None,
         )
         ctx.recorder.log(result.metrics)
         if result.examples.x.shape[0] > 0:

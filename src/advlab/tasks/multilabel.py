@@ -88,6 +88,12 @@ class MultiLabelMeter(Meter):
         self.labels = [s.to(device) for s in self.labels]
         return self
 
+    def merge(self, other: Meter) -> MultiLabelMeter:
+        super().merge(other)
+        self.scores += other.scores  # in shard order: the unsharded run's concatenation
+        self.labels += other.labels
+        return self
+
     def compute(self) -> dict[str, float]:
         out = super().compute()
         if self.scores:

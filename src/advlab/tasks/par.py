@@ -155,6 +155,14 @@ class PARMeter(Meter):
         self.counts_attr = {k: v.to(device) for k, v in self.counts_attr.items()}
         return self
 
+    def merge(self, other: Meter) -> PARMeter:
+        super().merge(other)
+        for k, v in other.counts_attr.items():  # float64 sums of integer counts: exact
+            self.counts_attr[k] = (
+                self.counts_attr[k] + v.to(self.counts_attr[k].device) if k in self.counts_attr else v
+            )
+        return self
+
     def per_attribute(self) -> dict[str, Tensor]:
         """Per attribute: positive recall ``tp/P``, negative recall ``tn/N`` and their mean (label accuracy)."""
         c = self.counts_attr

@@ -53,6 +53,13 @@ class SegmentationMeter(Meter):
             self.confusion = self.confusion.to(device)
         return self
 
+    def merge(self, other: Meter) -> SegmentationMeter:
+        super().merge(other)
+        if other.confusion is not None:
+            c = other.confusion if self.confusion is None else other.confusion.to(self.confusion.device)
+            self.confusion = c.clone() if self.confusion is None else self.confusion + c
+        return self
+
     def compute(self) -> dict[str, float]:
         out = super().compute()
         if self.confusion is None:

@@ -253,6 +253,22 @@ class ResNet50Config(VictimConfig):
 
 
 @dataclasses.dataclass
+class AlexNetConfig(VictimConfig):
+    """torchvision's ImageNet AlexNet with its last layer replaced (the PAT authors' ImageNet-100 mCE baseline)."""
+
+    pretrained: str | None = (
+        None  # torchvision ImageNet weights file (alexnet-owt-7be5be79.pth) to fine-tune from
+    )
+
+    def validate(self, key: str) -> None:
+        if self.pretrained and not Path(os.path.expanduser(self.pretrained)).is_file():
+            raise CheckpointError(
+                f"{key}.pretrained: '{self.pretrained}' does not exist (torchvision ImageNet AlexNet weights, "
+                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth)"
+            )
+
+
+@dataclasses.dataclass
 class AlexNetCifarConfig(VictimConfig):
     hidden: int = 4096  # width of the two hidden fully-connected layers (the PAT authors': 4096)
 
@@ -426,6 +442,7 @@ VICTIMS.declare("promptpar", "advlab.victims.promptpar", PromptPARConfig)
 VICTIMS.declare("mambapar", "advlab.victims.mambapar", MambaPARConfig)
 VICTIMS.declare("resnet18", "advlab.victims.resnet", ResNetConfig)
 VICTIMS.declare("resnet50", "advlab.victims.resnet50", ResNet50Config)
+VICTIMS.declare("alexnet", "advlab.victims.alexnet", AlexNetConfig)
 VICTIMS.declare("smallcnn", "advlab.victims.smallcnn", SmallCNNConfig)
 VICTIMS.declare("vit_b16", "advlab.victims.vit", ViTConfig)
 VICTIMS.declare("inception_v3", "advlab.victims.inception_v3", InceptionV3Config)
