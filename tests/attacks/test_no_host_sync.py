@@ -17,6 +17,7 @@ ALLOWED = {
     ("cw.py", "loss.item()"): "C&W's abort_early rule: one check every steps/10 iterations, not every step",
     ("jma.py", "bool(converged.all())"): "active-set solver: exit once every example has converged",
     ("jma.py", "bool(hit.any())"): "binary search only for the examples whose linear step succeeded",
+    ("lpa.py", "bool(live.any())"): "once per binary-search round on lambda, not per step",
     ("ml_cw.py", "bool(stalled.any())"): "C&W's abort rule, per example, every steps/10 iterations",
     ("ml_cw.py", "bool(never.any())"): "once per binary-search step, not per iteration",
     ("nnls.py", "bool(done.all())"): "Lawson-Hanson: exit once every problem is solved",

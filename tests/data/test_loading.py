@@ -46,7 +46,8 @@ def test_settings_reach_every_loader():
     loaders = [
         tuned.loader("train", 64, shuffle=True, seed=5),
         tuned.loader("test", 64, limit=10),
-        eval_loader(None, None, tuned, EvalConfig(num_examples=10), torch.device("cpu"), 0),
+        eval_loader(None, None, tuned, EvalConfig(num_examples=10), torch.device("cpu"), 0)[0],
+        eval_loader(None, None, tuned, EvalConfig(num_examples=10), torch.device("cpu"), 0, [(1, 2)])[0],
     ]
     for loader in loaders:
         assert (loader.num_workers, loader.persistent_workers, loader.prefetch_factor) == (2, True, 5)
