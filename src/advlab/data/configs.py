@@ -460,9 +460,26 @@ class SynthFacesConfig(FaceDatasetConfig):
         check(self.images_per_identity >= 2, f"{key}.images_per_identity", "must be >= 2")
 
 
+@dataclasses.dataclass
+class SynthFaceLandmarksConfig(SynthFacesConfig):
+    """``synthfaces`` labelled with its 68 landmarks (:mod:`advlab.data.synthfaces_landmarks`)."""
+
+    default_task: ClassVar[str] = "landmarks"  # the task a run on this dataset gets with task.name=auto
+    images_per_identity_batch: int = 0  # plain shuffling: landmark training needs no identity groups
+
+
+@dataclasses.dataclass
+class CelebALandmarksConfig(CelebAConfig):
+    """CelebA faces for the landmark attack (:mod:`advlab.data.celeba_landmarks`): CelebA has no 68-point
+    annotations, so the reference landmarks are the victim's predictions on the source images."""
+
+    default_task: ClassVar[str] = "landmarks"  # the task a run on this dataset gets with task.name=auto
+
+
 DATASETS: Registry = Registry("dataset", "dataset")
 #: name -> (implementing module, config): the implementation is imported on first use
 DATASETS.declare("celeba", "advlab.data.celeba", CelebAConfig)
+DATASETS.declare("celeba_landmarks", "advlab.data.celeba_landmarks", CelebALandmarksConfig)
 DATASETS.declare("cifar10", "advlab.data.cifar10", Cifar10Config)
 DATASETS.declare("cifar10c", "advlab.data.cifar10c", Cifar10CConfig)
 DATASETS.declare("cityscapes", "advlab.data.cityscapes", CityscapesConfig)
@@ -478,5 +495,6 @@ DATASETS.declare("mnist", "advlab.data.mnist", MNISTConfig)
 DATASETS.declare("nuswide", "advlab.data.nuswide", NUSWideConfig)
 DATASETS.declare("par_pickle", "advlab.data.par_pickle", PARPickleConfig)
 DATASETS.declare("synthfaces", "advlab.data.synthfaces", SynthFacesConfig)
+DATASETS.declare("synthfaces_landmarks", "advlab.data.synthfaces_landmarks", SynthFaceLandmarksConfig)
 DATASETS.declare("synthpar", "advlab.data.synthpar", SynthPARConfig)
 DATASETS.declare("voc2012", "advlab.data.voc", VOCConfig)
