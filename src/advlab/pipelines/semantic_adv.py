@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
 from advlab.attacks.semantic_adv import SemanticAdv, SemanticAdvConfig, flip_attributes
+from advlab.data.configs import content_key
 from advlab.data.faces import FaceAttributeData
 from advlab.errors import ConfigError
 from advlab.generators.stargan import (
@@ -175,8 +176,7 @@ def prepare_generator(
         load_generator_state(net, load_state_dict_file(gcfg.checkpoint), gcfg.checkpoint)
         gen = AttributeGenerator(net, feature_layer).to(spec.device).eval()
         return gen, {"source": "checkpoint", "path": gcfg.checkpoint}
-    dataset = dataclasses.asdict(spec.dataset)
-    dataset.pop("root", None)
+    dataset = content_key(spec.dataset)
     key_parts = {
         "format": GENERATOR_CACHE_FORMAT,
         "dataset": dataset,

@@ -37,6 +37,44 @@ MMSEG_MODELS: dict[str, str] = {
 }
 
 
+#: ``precision``: the dtype the victim's forward runs in under autocast (fp32: no autocast)
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``compile``: torch.compile modes for the victim (false: eager)
+COMPILE_MODES = ("default", "max-autotune")
+
+
+@dataclasses.dataclass(frozen=True)
+class Acceleration:
+    """How a victim's forward runs: the top-level keys ``precision``, ``channels_last`` and ``compile`` (see
+    :mod:`advlab.victims.acceleration`). The default runs the victim exactly as built (fp32, eager)."""
+
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast dtype of the victim's forward
+    channels_last: bool = False  # victim weights and its 4-D inputs in torch.channels_last memory format
+    compile: str | None = None  # None (false) | default | max-autotune: torch.compile mode of the victim
+
+    @property
+    def is_default(self) -> bool:
+        return self.precision == "fp32" and not self.channels_last and self.compile is None
+
+    @classmethod
+    def parse(cls, precision: Any, channels_last: Any, compile: Any) -> Acceleration:
+        """From the config values; one ConfigError naming every bad key, its value and the choices."""
+        errors = []
+        if precision not in PRECISIONS:
+            errors.append(f"precision: must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        if not isinstance(channels_last, bool):
+            errors.append(f"channels_last: must be true or false (got {channels_last!r})")
+        if compile is False or compile is None:
+            compile = None
+        elif compile not in COMPILE_MODES:
+            errors.append(
+                f"compile: must be false, {' or '.join(COMPILE_MODES)} (got {compile!r}); e.g. compile=default"
+            )
+        if errors:
+            raise ConfigError(*errors)
+        return cls(precision, channels_last, compile)
+
+
 @dataclasses.dataclass
 class VictimConfig(ComponentConfig):
     checkpoint: str | None = None  # a state_dict file; loaded with weights_only=True
