@@ -30,6 +30,8 @@ SEED_OF = {
     "jma": "jma_jacobian_mahalanobis_attack.md",
     "pat": "pat_perceptual_adversarial_training.md",
 }
+#: numbers the paper prints that the text's OCR garbled, with the garbled form the text holds instead
+OCR_READINGS = {("semanticadv", 19.21): "-1921-"}  # Table D, Rotating Eyes, Smiling
 
 
 @functools.cache
@@ -79,6 +81,9 @@ def test_published_numbers_are_in_the_paper_text():
     for cite, file in SEED_OF.items():
         text = (SEEDS / file).read_text()
         tokens[cite] = {float(t) for t in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE]-?\d+)?", text)}
+        tokens[cite] |= {
+            value for (page, value), garbled in OCR_READINGS.items() if page == cite and garbled in text
+        }
     missing = [
         f"{name}: {row.row}: {key} = {value}"
         for name, b in found.items()

@@ -178,9 +178,10 @@ def goal_metrics(outcome: GoalOutcome, attr_names: list[str]) -> dict[str, float
     }
     for j, a in enumerate(attr_names):
         m[f"attack/{name}_{a}"] = float(outcome.adv[:, j].mean())
-    if name == "r_out":
-        for key in [k for k in m if k.split("/")[1].startswith("r_out")]:
-            m[key.replace("r_out", "r_in")] = 1.0 - m[key]
+    if name == "r_out":  # Table D prints the share still inside the box
+        m["clean/r_in"] = 1.0 - m["clean/r_out"]
+        for suffix in ["", "_edit", "_best", *(f"_{a}" for a in attr_names)]:
+            m[f"attack/r_in{suffix}"] = 1.0 - m[f"attack/r_out{suffix}"]
     return m
 
 
