@@ -28,6 +28,7 @@ import advlab.victims  # noqa: F401
 from advlab.attacks.base import ATTACKS
 from advlab.cache import ArtifactCache
 from advlab.data.base import DATASETS, DataModule
+from advlab.data.configs import content_key
 from advlab.defenses.base import DEFENSES, Defense
 from advlab.errors import ConfigError
 from advlab.loops.fit import fit
@@ -35,6 +36,7 @@ from advlab.recorder import RunRecorder
 from advlab.tasks.base import TASKS, Task
 from advlab.utils import file_sha256, resolve_device, seed_everything
 from advlab.validation import RunSpec, check_config
+from advlab.victims.acceleration import accelerate, compile_victim
 from advlab.victims.base import VICTIMS, Victim, load_victim_weights
 
 logger = logging.getLogger(__name__)
@@ -52,9 +54,8 @@ def victim_cache_key(spec: RunSpec) -> dict[str, Any]:
     """Everything that determines a trained victim's weights."""
     victim = dataclasses.asdict(spec.victim)
     checkpoint = victim.pop("checkpoint")
-    dataset = dataclasses.asdict(spec.dataset)
-    dataset.pop("root", None)  # where the data lives does not change the weights
-    return {
+    dataset = content_key(spec.dataset)  # where the data lives and how it is loaded do not change the weights
+    key = {
         "format": CACHE_FORMAT,
         "dataset": dataset,
         "task": {  # fields that only shape the evaluation (e.g. how targets are drawn) do not change the weights
@@ -68,20 +69,27 @@ def victim_cache_key(spec: RunSpec) -> dict[str, Any]:
         "defense": dataclasses.asdict(spec.defense),
         "seed": spec.seed,
     }
+    # weights trained under bf16/fp16 autocast are other weights; the memory format and compiling only change
+    # rounding, as the device does (not in the key either). Absent in fp32: cache keys stay as they were.
+    if spec.acceleration.precision != "fp32":
+        key["precision"] = spec.acceleration.precision
+    return key
 
 
 def prepare_victim(
     spec: RunSpec, data: DataModule, task: Task, defense: Defense, recorder: RunRecorder
 ) -> tuple[Victim, dict[str, Any]]:
-    """Build the victim; load ``victim.checkpoint``; train it (with the defense) when needed, cached."""
+    """Build the victim; load ``victim.checkpoint``; train it (with the defense) when needed, cached. The
+    victim runs as ``spec.acceleration`` says (precision and memory format from the start, so training too;
+    compiled once its weights are final)."""
     seed_everything(spec.seed)
     builder = VICTIMS.build(spec.victim)
-    victim = builder.build(data.info, task.num_outputs)
+    victim = accelerate(builder.build(data.info, task.num_outputs), spec.acceleration)
     ckpt = spec.victim.checkpoint
     if ckpt:
         load_victim_weights(victim, builder.load_checkpoint(ckpt), ckpt)
         if not defense.trains_victim:
-            return victim.to(spec.device).eval(), {"source": "checkpoint", "path": str(ckpt)}
+            return compile_victim(victim.to(spec.device).eval()), {"source": "checkpoint", "path": str(ckpt)}
     cache = ArtifactCache(spec.cache_dir)
     stem = f"{spec.dataset.name}-{spec.victim.name}-{spec.defense.name}"
     artifact = cache.artifact("victims", stem, victim_cache_key(spec))
@@ -104,8 +112,8 @@ def prepare_victim(
     if cached:
         load_victim_weights(victim, weights, str(artifact.path))
         logger.info(f"loaded cached victim {artifact.path} (training skipped)")
-        return victim.to(spec.device).eval(), info
-    return victim.eval(), {**info, "train_time_s": round(time.perf_counter() - t0, 2)}
+        return compile_victim(victim.to(spec.device).eval()), info
+    return compile_victim(victim.eval()), {**info, "train_time_s": round(time.perf_counter() - t0, 2)}
 
 
 @dataclasses.dataclass
@@ -135,6 +143,7 @@ class RunContext:
         spec = spec or self.spec
         seed_everything(spec.seed)
         data = DATASETS.build(spec.dataset, spec.seed)
+        data.device = spec.device  # the loading defaults (pinned memory, workers) follow the device
         task = TASKS.build(spec.task, data.info)
         task.attach_data(data)
         attack = ATTACKS.build(spec.attack, task)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -56,13 +57,14 @@ def broadcast(obj):
     return box[0]
 
 
-def shard_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
-    """This rank's share of a shuffled epoch (the same permutation on every rank, split by rank)."""
+def shard_loader(dataset: Dataset, batch_size: int, seed: int, **loader_options: Any) -> DataLoader:
+    """This rank's share of a shuffled epoch (the same permutation on every rank, split by rank);
+    ``loader_options``: the data module's DataLoader settings (``DataModule.loader_options``)."""
     rank, world = rank_world()
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
     )
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **loader_options)
 
 
 def gather_objects(obj) -> list:

@@ -1,8 +1,9 @@
 """Validate a whole composed config without importing torch or any model library.
 
 :func:`check_config` parses every node (seed, device, dataset, task, victim, attack, defense, logger, train,
-eval, pipeline, cache_dir) against its declared config dataclass and reports *every* problem at once: one
-:class:`~advlab.errors.ConfigError` with one message per bad value. The entrypoint calls it before anything
+eval, pipeline, cache_dir; precision, channels_last and compile into ``RunSpec.acceleration``) against its
+declared config dataclass and reports *every* problem at once: one :class:`~advlab.errors.ConfigError` with
+one message per bad value. The entrypoint calls it before anything
 heavy is imported, so a typo costs about a second; :func:`advlab.context.build_spec` builds on its result.
 """
 
@@ -25,9 +26,9 @@ from advlab.loggers.configs import TRACKERS
 from advlab.loops.configs import EvalConfig, TrainConfig
 from advlab.pipelines.configs import PIPELINES
 from advlab.progress import DEFAULT_INTERVAL_S, check_interval
-from advlab.registry import parse_config
+from advlab.registry import collecting_errors, parse_config
 from advlab.tasks.configs import LABEL_KIND, TASKS
-from advlab.victims.configs import VICTIMS
+from advlab.victims.configs import VICTIMS, Acceleration
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -50,6 +51,8 @@ class RunSpec:
     cache_dir: Path
     progress: bool
     pipeline: Any = None
+    #: how the victim's forward runs (top-level ``precision``, ``channels_last``, ``compile``)
+    acceleration: Acceleration = dataclasses.field(default_factory=Acceleration)
 
 
 def _node(cfg: DictConfig, key: str) -> Any:
@@ -100,6 +103,12 @@ def check_config(cfg: DictConfig) -> RunSpec:
                     raise ConfigError(mismatch)
         return params
 
+    def dataset() -> Any:
+        params = DATASETS.parse(_node(cfg, "dataset"))
+        with collecting_errors():
+            params.validate_loading("dataset")  # num_workers, pin_memory, ...: the same for every dataset
+        return params
+
     def victim() -> Any:
         params = VICTIMS.parse(_node(cfg, "victim"))
         if params.checkpoint and not Path(os.path.expanduser(params.checkpoint)).is_file():
@@ -108,7 +117,7 @@ def check_config(cfg: DictConfig) -> RunSpec:
 
     parse("seed", seed)
     parse("device", device)
-    parse("dataset", lambda: DATASETS.parse(_node(cfg, "dataset")))
+    parse("dataset", dataset)
     parse("task", task)
     parse("victim", victim)
     parse("attack", lambda: ATTACKS.parse(_node(cfg, "attack")))
@@ -118,6 +127,12 @@ def check_config(cfg: DictConfig) -> RunSpec:
     parse("eval", lambda: parse_config(EvalConfig, cfg.get("eval"), "eval"))
     parse("cache_dir", lambda: Path(os.path.expanduser(str(_node(cfg, "cache_dir")))))
     parse("pipeline", lambda: PIPELINES.parse(cfg.get("pipeline") or {"name": "standard"}))
+    parse(
+        "acceleration",
+        lambda: Acceleration.parse(
+            cfg.get("precision", "fp32"), cfg.get("channels_last", False), cfg.get("compile", False)
+        ),
+    )
     parse("progress_interval_s", lambda: check_interval(cfg.get("progress_interval_s", DEFAULT_INTERVAL_S)))
     parsed.pop("progress_interval_s", None)  # read by the run itself (advlab.progress.configure)
     if len(failures) == 1:

@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli
 
 from advlab.loggers.wandb_offline import find_offline_runs, read_offline_run
-from advlab.reporting.table import main as table_main
+from advlab.reporting.report import table_main
 
 
 def test_default_run_writes_results_and_skips_training(digits_setup, tmp_path):

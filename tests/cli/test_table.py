@@ -4,7 +4,8 @@ import json
 
 import yaml
 
-from advlab.reporting.table import build_table, collect_runs, main, to_markdown
+from advlab.reporting.report import table_main as main
+from advlab.reporting.table import build_table, collect_runs, to_markdown
 
 
 def write_run(folder, overrides, metrics):
@@ -25,6 +26,7 @@ def test_table_shows_swept_params_against_metrics(tmp_path):
     md = to_markdown(header, cells)
     assert md.splitlines()[1] == "|---|---|---|---|"
     assert main([str(tmp_path), "--metrics", "adv/acc"]) == 0
+    assert (tmp_path / "table_adv_acc_vs_attack_eps.png").stat().st_size > 5000  # adv/acc against the sweep
     assert (tmp_path / "table.csv").read_text().splitlines() == [
         "run,attack.eps,adv/acc",
         "0,0.01,0.9000",

@@ -3,7 +3,6 @@ noise transfer to another image size, the experiment configs, and the early erro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -19,11 +18,10 @@ from advlab.runner import run
 
 
 def table_script():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "table_asl_par.py"
-    spec = importlib.util.spec_from_file_location("table_asl_par", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The ASL-PAR layout of advlab-report (``advlab-report DIR --layout asl_par``)."""
+    from advlab.reporting import asl_par_table
+
+    return asl_par_table
 
 
 SMALL = [

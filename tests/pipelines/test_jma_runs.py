@@ -146,7 +146,7 @@ def test_table_jma_layout(tmp_path):
     assert header == ["Attack", "Parameters", "ASR", "bASR", "MSE", "n_it", "Time(s)"]  # no SSIM in any run
     assert cells[0][:2] == ["jma", "step=0.1"] and cells[1][:2] == ["jma", "step=0.5"]
     assert cells[2] == ["ml_cw", "initial_const=0.01", "0.90", "0.970", "4.0e-05", "600.00", "1.5"]
-    from advlab.reporting.table import main
+    from advlab.reporting.report import table_main as main
 
     assert main([str(tmp_path), "--layout", "jma"]) == 0
     assert "| jma | step=0.5 | 0.95 |" in (tmp_path / "table.md").read_text()

@@ -498,11 +498,8 @@ def test_synthfaces_identities_attributes_and_counterfactuals():
 
 
 def test_table_builder_renders_figure3_transfer_and_table_c(tmp_path):
-    import importlib.util
+    from advlab.reporting.report import main as report_main
 
-    spec = importlib.util.spec_from_file_location("sat", "scripts/semanticadv_tables.py")
-    sat = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sat)
     tags = ["1e-3", "1e-4"]
 
     def payload(label, attack, interp, transfer, own):
@@ -545,7 +542,7 @@ def test_table_builder_renders_figure3_transfer_and_table_c(tmp_path):
     ]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(body))
-    assert sat.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert report_main([str(tmp_path), "--layout", "semanticadv", "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "semanticadv_fig3_a.png").stat().st_size > 1000
     asr = (tmp_path / "out" / "semanticadv_asr.md").read_text()
     assert "semantic_adv/feature" in asr and "| 50.00 | 75.00 | 12.50 |" in asr and "cw_l2" in asr

@@ -60,9 +60,10 @@ class CWL2(Attack):
                     succeeded |= ok
                 iters += 1
                 if p.abort_early and it % max(p.steps // 10, 1) == 0:
-                    if loss.item() > prev * 0.9999:
+                    current = loss.item()  # one host sync per check (every steps/10 iterations)
+                    if current > prev * 0.9999:
                         break
-                    prev = loss.item()
+                    prev = current
             # binary search on c: shrink towards smaller c where it worked, grow where it did not
             upper = torch.where(succeeded, torch.minimum(upper, const), upper)
             lower = torch.where(succeeded, lower, torch.maximum(lower, const))

@@ -55,6 +55,7 @@ class MLCW(Attack):
             pending = ~task.success(model(x), y, target)  # clean outputs already on target need nothing
         best_l2[~pending] = 0.0
         check_every = max(p.steps // 10, 1)
+        dims_one = (1,) * (x.dim() - 1)
         for _ in range(p.binary_search_steps):
             idx = pending.nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -79,12 +80,10 @@ class MLCW(Attack):
                 ran[live] += 1
                 with torch.no_grad():
                     ok = task.success(outputs, y[gi], target[gi])
-                    better = ok & (l2sq < best_l2[gi])
-                    if bool(better.any()):
-                        bi = gi[better]
-                        best_l2[bi] = l2sq[better]
-                        best[bi] = x_adv.detach()[live][better]
-                        iters[bi] = it + 1
+                    better = ok & (l2sq < best_l2[gi])  # selected on the device: no host sync per step
+                    best_l2[gi] = torch.where(better, l2sq, best_l2[gi])
+                    best[gi] = torch.where(better.view(-1, *dims_one), x_adv.detach()[live], best[gi])
+                    iters[gi] = torch.where(better, it + 1, iters[gi])
                     succeeded[live] |= ok
                     if p.abort_early and it % check_every == 0:
                         # C&W's abort rule, per example: stop when the loss has not dropped by 0.01% since the

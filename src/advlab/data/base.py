@@ -5,6 +5,11 @@ normalisation statistics, default task), returns a ``torch.utils.data.Dataset`` 
 ``(image float CHW in [0,1], target)``, and owns the training-time augmentation, applied batch-wise on the
 device. Datasets read from disk resolve ``root`` with :func:`require_root`, which fails early with the
 expected layout and where to get the data.
+
+Every DataLoader of a data module is made by :meth:`DataModule.dataloader`, with the dataset's loading
+settings (``num_workers``, ``pin_memory``, ``persistent_workers``, ``prefetch_factor``; defaults per device,
+see :meth:`DataModule.loader_options`); the loops copy batches to the device with ``non_blocking=True``, which
+overlaps the copy with compute when the batches are pinned.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class DataModule:
     registered_name = "dataset"
     splits: tuple[str, ...] = ("train", "test")
 
+    #: the device the run computes on (set by :meth:`advlab.context.RunContext.build`); picks the loading defaults
+    device: torch.device | None = None
+
     def __init__(self, params: Any, seed: int):
         self.params = params
         self.seed = seed
@@ -75,7 +83,30 @@ class DataModule:
         if limit is not None and limit < len(ds):
             ds = torch.utils.data.Subset(ds, range(limit))
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=False)
+        return self.dataloader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=False)
+
+    def loader_options(self) -> dict[str, Any]:
+        """The DataLoader settings of ``dataset.*``, nulls resolved for :attr:`device`: ``num_workers`` 0 for
+        in-memory datasets and CPU runs (workers would compete with the compute for the cores), else
+        ``min(4, cores - 1)``; ``pin_memory`` on for a cuda device."""
+        p = self.params
+        on_cuda = self.device is not None and torch.device(self.device).type == "cuda"
+        workers = getattr(p, "num_workers", 0)
+        if workers is None:
+            reads_files = getattr(type(p), "reads_files", False)
+            workers = min(4, max((os.cpu_count() or 1) - 1, 0)) if (on_cuda and reads_files) else 0
+        pin = getattr(p, "pin_memory", None)
+        options: dict[str, Any] = {"num_workers": workers, "pin_memory": on_cuda if pin is None else pin}
+        if workers > 0:
+            options["persistent_workers"] = bool(getattr(p, "persistent_workers", False))
+            if getattr(p, "prefetch_factor", None) is not None:
+                options["prefetch_factor"] = p.prefetch_factor
+        return options
+
+    def dataloader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        """A DataLoader over ``dataset`` (batching as in ``kwargs``) with the dataset's loading settings: the
+        one place every loader of this data module is made."""
+        return DataLoader(dataset, **{**self.loader_options(), **kwargs})
 
     def train_transform(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Batch augmentation on the device (random 2-pixel-padded crops, optional flips)."""

@@ -147,14 +147,7 @@ class Cityscapes(DataModule):
         if limit is not None and limit < len(ds):
             ds = torch.utils.data.Subset(ds, range(limit))
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            ds,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=gen,
-            num_workers=self.params.num_workers,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return self.dataloader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen)
 
     def train_transform(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x  # label maps must follow any geometry; the EOT patch does its own paired transforms

@@ -66,15 +66,54 @@ SEMANTICADV_ATTRIBUTES = [
 ]
 
 
+#: dataset fields that say where the data lives or how it is loaded, not what it is (out of every cache key)
+NOT_CONTENT_FIELDS = ("root", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+
+
+def content_key(params: DatasetConfig) -> dict:
+    """The fields of a dataset config that determine the data (for cache keys): all but
+    :data:`NOT_CONTENT_FIELDS`, so that moving the data or loading it with workers keeps every cache."""
+    return {k: v for k, v in dataclasses.asdict(params).items() if k not in NOT_CONTENT_FIELDS}
+
+
 @dataclasses.dataclass
 class DatasetConfig(ComponentConfig):
     default_task: ClassVar[str] = "classification"  # the task a run on this dataset gets with task.name=auto
+    #: True when items are decoded from image files on every read (worker processes pay off); False for
+    #: datasets held in memory as tensors
+    reads_files: ClassVar[bool] = False
     root: str | None = None
     augment: bool = False  # random-crop (padding 2) training augmentation, applied on the device
     hflip: bool = False  # random horizontal flips during training (off for digits)
+    # DataLoader settings of every loader of the dataset (advlab.data.base.DataModule.dataloader):
+    num_workers: int | None = (
+        None  # worker processes; null: 0 in memory or on a CPU run, else min(4, cores - 1)
+    )
+    pin_memory: bool | None = (
+        None  # page-locked batches for async copies; null: on when the run's device is cuda
+    )
+    persistent_workers: bool = (
+        False  # keep the workers alive between passes over one loader (ignored without workers)
+    )
+    prefetch_factor: int | None = None  # batches each worker loads ahead; null: torch's default (2)
 
     def validate(self, key: str) -> None:
         pass
+
+    def validate_loading(self, key: str) -> None:
+        """The DataLoader settings (checked for every dataset, whatever its own ``validate``)."""
+        workers = self.num_workers
+        check(workers is None or workers >= 0, f"{key}.num_workers", f"must be >= 0 or null (got {workers})")
+        check(
+            self.prefetch_factor is None or self.prefetch_factor >= 1,
+            f"{key}.prefetch_factor",
+            f"must be >= 1 or null (got {self.prefetch_factor})",
+        )
+        check(
+            self.prefetch_factor is None or workers != 0,
+            f"{key}.prefetch_factor",
+            f"needs worker processes: set {key}.num_workers > 0 or {key}.prefetch_factor=null",
+        )
 
 
 @dataclasses.dataclass
@@ -85,10 +124,10 @@ class Cifar10Config(DatasetConfig):
 
 @dataclasses.dataclass
 class CityscapesConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "segmentation"  # the task a run on this dataset gets with task.name=auto
     size: list[int] | None = None  # [height, width] to resize to; null = native 1024x2048
     test_split: str = "val"  # the Cityscapes split used as advlab's test split
-    num_workers: int = 4  # data-loading processes
 
     def validate(self, key: str) -> None:
         check(
@@ -97,11 +136,11 @@ class CityscapesConfig(DatasetConfig):
             f"must be [height, width] or null (got {self.size})",
         )
         check(self.test_split in ("val", "test", "train"), f"{key}.test_split", "must be val, test or train")
-        check(self.num_workers >= 0, f"{key}.num_workers", "must be >= 0")
 
 
 @dataclasses.dataclass
 class COCOConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "multilabel"  # the task a run on this dataset gets with task.name=auto
     year: int = 2014
     size: int = 224
@@ -219,6 +258,7 @@ class FaceDatasetConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class GTSRBConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     augment: bool = True  # random-crop training augmentation (traffic signs are not centred)
     size: int = 32
     crop_roi: bool = True
@@ -241,6 +281,7 @@ class GTSRBConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class ImageNet100Config(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     size: int = 224
     resize: int = 256
     class_stride: int = 1  # 10: every 10th of 1000 sorted ImageNet classes (the paper's ImageNet-100)
@@ -257,6 +298,8 @@ class ImageNet100Config(DatasetConfig):
 class ImageNet2KConfig(DatasetConfig):
     """The JMA paper's ImageNet2K (its Table II): 2000 of the most populated ImageNet-21K classes."""
 
+    reads_files: ClassVar[bool] = True
+
     #: one WordNet id per line, in class-index order; null: the ``num_classes`` most populated ``train_dir``
     #: folders (ties broken by wnid), in sorted wnid order
     classes_file: str | None = None
@@ -268,7 +311,8 @@ class ImageNet2KConfig(DatasetConfig):
     mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # timm in21k ViT-B/16
     std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     hflip: bool = True
-    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders
+    num_workers: int = 8  # JPEG-decoding processes of the training / evaluation loaders (2M training images)
+    persistent_workers: bool = True  # the workers stay between passes over a loader (ignored without workers)
 
     def validate(self, key: str) -> None:
         check(self.num_classes >= 2, f"{key}.num_classes", f"must be >= 2 (got {self.num_classes})")
@@ -304,6 +348,7 @@ class MNISTConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class NUSWideConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "multilabel"  # the task a run on this dataset gets with task.name=auto
     size: int = 224
     drop_empty: bool = True
@@ -316,6 +361,7 @@ class NUSWideConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class PARPickleConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "par"  # the task a run on this dataset gets with task.name=auto
     preset: str = "none"  # peta | pa100k | rapv2 | msp60k | none: part groups (and expected attribute count)
     pickle: str = "dataset_all.pkl"  # relative to dataset.root, or absolute
@@ -357,6 +403,7 @@ class SynthPARConfig(DatasetConfig):
 
 @dataclasses.dataclass
 class VOCConfig(DatasetConfig):
+    reads_files: ClassVar[bool] = True
     default_task: ClassVar[str] = "multilabel"  # the task a run on this dataset gets with task.name=auto
     size: int = 224  # images are resized to size x size (299 for InceptionV3)
     split_mode: str = "official"  # official | paper
@@ -382,6 +429,7 @@ class Cifar10CConfig(Cifar10Config):
 
 @dataclasses.dataclass
 class CelebAConfig(FaceDatasetConfig):
+    reads_files: ClassVar[bool] = True
     image_size: int = 112
     crop: int = 178
     crop_top: int = 20
@@ -412,9 +460,26 @@ class SynthFacesConfig(FaceDatasetConfig):
         check(self.images_per_identity >= 2, f"{key}.images_per_identity", "must be >= 2")
 
 
+@dataclasses.dataclass
+class SynthFaceLandmarksConfig(SynthFacesConfig):
+    """``synthfaces`` labelled with its 68 landmarks (:mod:`advlab.data.synthfaces_landmarks`)."""
+
+    default_task: ClassVar[str] = "landmarks"  # the task a run on this dataset gets with task.name=auto
+    images_per_identity_batch: int = 0  # plain shuffling: landmark training needs no identity groups
+
+
+@dataclasses.dataclass
+class CelebALandmarksConfig(CelebAConfig):
+    """CelebA faces for the landmark attack (:mod:`advlab.data.celeba_landmarks`): CelebA has no 68-point
+    annotations, so the reference landmarks are the victim's predictions on the source images."""
+
+    default_task: ClassVar[str] = "landmarks"  # the task a run on this dataset gets with task.name=auto
+
+
 DATASETS: Registry = Registry("dataset", "dataset")
 #: name -> (implementing module, config): the implementation is imported on first use
 DATASETS.declare("celeba", "advlab.data.celeba", CelebAConfig)
+DATASETS.declare("celeba_landmarks", "advlab.data.celeba_landmarks", CelebALandmarksConfig)
 DATASETS.declare("cifar10", "advlab.data.cifar10", Cifar10Config)
 DATASETS.declare("cifar10c", "advlab.data.cifar10c", Cifar10CConfig)
 DATASETS.declare("cityscapes", "advlab.data.cityscapes", CityscapesConfig)
@@ -430,5 +495,6 @@ DATASETS.declare("mnist", "advlab.data.mnist", MNISTConfig)
 DATASETS.declare("nuswide", "advlab.data.nuswide", NUSWideConfig)
 DATASETS.declare("par_pickle", "advlab.data.par_pickle", PARPickleConfig)
 DATASETS.declare("synthfaces", "advlab.data.synthfaces", SynthFacesConfig)
+DATASETS.declare("synthfaces_landmarks", "advlab.data.synthfaces_landmarks", SynthFaceLandmarksConfig)
 DATASETS.declare("synthpar", "advlab.data.synthpar", SynthPARConfig)
 DATASETS.declare("voc2012", "advlab.data.voc", VOCConfig)

@@ -10,7 +10,6 @@ of the test split; everything is seeded (``dataset.split_seed``), so every run s
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
@@ -19,7 +18,10 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule
-from advlab.data.configs import DigitsSegConfig  # noqa: F401
+from advlab.data.configs import (
+    DigitsSegConfig,  # noqa: F401
+    content_key,
+)
 from advlab.data.digits import load_digits_tensors
 from advlab.data.info import DataInfo
 
@@ -72,8 +74,7 @@ class DigitsSeg(DataModule):
     Config = DigitsSegConfig
 
     def _tensors(self):
-        fields = dataclasses.asdict(self.params)
-        fields.pop("root", None)
+        fields = content_key(self.params)
         return _load_cached(tuple(sorted(fields.items())))
 
     @functools.cached_property

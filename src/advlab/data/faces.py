@@ -80,8 +80,12 @@ class FaceAttributeData(DataModule):
         self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False
     ) -> torch.utils.data.DataLoader:
         gen = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(
-            self.attribute_dataset(split), batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last
+        return self.dataloader(
+            self.attribute_dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=gen,
+            drop_last=drop_last,
         )
 
     def loader(
@@ -92,7 +96,7 @@ class FaceAttributeData(DataModule):
             return super().loader(split, batch_size, shuffle=shuffle, limit=limit, seed=seed)
         order = identity_grouped_order(self.identities(split), group, torch.Generator().manual_seed(seed))
         batches = [order[s : s + batch_size].tolist() for s in range(0, len(order), batch_size)]
-        return torch.utils.data.DataLoader(self.dataset(split), batch_sampler=batches)
+        return self.dataloader(self.dataset(split), batch_sampler=batches)
 
     def load_images(self, split: str, index: Tensor) -> Tensor:
         """The images at ``index`` of ``split`` as one batch [len(index), C, H, W]."""

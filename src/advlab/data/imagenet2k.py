@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
 
 from advlab.data.base import DATASETS, DataModule, require_root
 from advlab.data.configs import ImageNet2KConfig
@@ -131,20 +130,6 @@ class ImageNet2K(DataModule):
             paths += files
             labels += [label] * len(files)
         return paths, torch.tensor(labels, dtype=torch.int64)
-
-    def loader(
-        self, split: str, batch_size: int, shuffle: bool = False, limit: int | None = None, seed: int = 0
-    ) -> DataLoader:
-        """As every data module's, with ``num_workers`` processes decoding the JPEGs (2M training images)."""
-        ds = self.dataset(split)
-        if limit is not None and limit < len(ds):
-            ds = Subset(ds, range(limit))
-        gen = torch.Generator().manual_seed(seed)
-        workers = self.params.num_workers
-        return DataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=workers,
-            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-        )  # fmt: skip
 
     @functools.cached_property
     def _listed(self) -> dict[str, tuple[list[Path], Tensor]]:

@@ -23,6 +23,7 @@ LABEL_KINDS = {
     "multi-hot": "a multi-hot vector of labels (attributes) per image",
     "mask": "a class per pixel (segmentation mask)",
     "identity": "face identities (pairs of images of the same / another person)",
+    "landmarks": "(x, y) pixel coordinates of face landmarks per image (68-point layout)",
 }
 
 

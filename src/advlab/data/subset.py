@@ -55,13 +55,26 @@ def read_index_file(path: str | Path, num_test: int, key: str = "eval.subset_fil
 
 @torch.no_grad()
 def random_correct_indices(
-    model: nn.Module, task, dataset, n: int | None, batch_size: int, device: torch.device, seed: int
+    model: nn.Module,
+    task,
+    dataset,
+    n: int | None,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    loader_options: dict | None = None,
 ) -> Tensor:
-    """``n`` seeded random indices (sorted) of test images the victim classifies correctly (all if None)."""
+    """``n`` seeded random indices (sorted) of test images the victim classifies correctly (all if None), the
+    victim at full precision (as the evaluate loop's outcomes); ``loader_options``: the data module's
+    DataLoader settings."""
+    from advlab.victims.acceleration import full_precision
+
     correct = []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        correct.append(task.correct(model(x.to(device)), y.to(device)).cpu())
-    pool = torch.cat(correct).nonzero().squeeze(1)
+    with full_precision(model):
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, **(loader_options or {})):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            correct.append(task.correct(model(x), y))
+    pool = torch.cat(correct).nonzero().squeeze(1).cpu()
     if n is not None and n > len(pool):
         raise ConfigError(
             f"eval.num_examples: {n} correctly classified test images asked, the victim gets only {len(pool)} "
@@ -114,7 +127,7 @@ def eval_loader(
                 idx = idx[: params.num_examples]
         else:
             idx = random_correct_indices(
-                model, task, ds, params.num_examples, params.batch_size, device, seed
+                model, task, ds, params.num_examples, params.batch_size, device, seed, data.loader_options()
             )
         n = len(idx)
     part_range = nested_range(n, parts)
@@ -122,7 +135,7 @@ def eval_loader(
         loader = data.loader("test", params.batch_size, shuffle=False, limit=params.num_examples)
     else:
         rows = list(part_range) if idx is None else idx[part_range.start : part_range.stop].tolist()
-        loader = DataLoader(Subset(ds, rows), batch_size=params.batch_size, shuffle=False)
+        loader = data.dataloader(Subset(ds, rows), batch_size=params.batch_size, shuffle=False)
     return loader, part_range, n
 
 

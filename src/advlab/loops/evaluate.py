@@ -4,6 +4,9 @@ Metric keys: ``clean/<m>`` and ``adv/<m>`` from the task (e.g. ``acc``), ``attac
 ``attack/linf``, ``attack/l2``, ``attack/mse``, ``attack/psnr`` and ``attack/ssim`` (means over the examples
 counted as successes, the convention for minimal-perturbation attacks), ``attack/linf_max``/``attack/l2_max`` (over all attacked examples, the bound
 check), ``attack/time_per_image_s`` and any per-sample statistic the attack reports (``attack/iters``...).
+
+Under ``precision=bf16|fp16`` the attack runs the victim under autocast, but the clean and adversarial outputs
+every metric is computed from come from a full-precision forward (:func:`advlab.victims.acceleration.full_precision`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from advlab.progress import track
 from advlab.reporting.pictures import Examples
 from advlab.resume import LoopState
 from advlab.tasks.base import Task
+from advlab.victims.acceleration import full_precision
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +164,7 @@ class Evaluation:
 
     def clean_step(self, x: Tensor, y: Tensor) -> Tensor:
         st, task = self.state, self.task
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(self.model):  # outcomes decided in fp32 (any ``precision``)
             clean_out = self.model(x)
         task.update_metrics(st.clean, clean_out, y)
         st.clean_correct.append(task.correct(clean_out, y))
@@ -186,7 +190,7 @@ class Evaluation:
             x_adv = attack(self.model, x, y, target)
         _sync(x.device)
         st.attack_time += time.perf_counter() - t0
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(self.model):
             adv_out = self.model(x_adv)
         y = attack.adv_labels(y)  # e.g. pixels under a patch are not scored
         self.record(x, x_adv, y, target, clean_out, adv_out)

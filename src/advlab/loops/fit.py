@@ -8,6 +8,10 @@ Distributed: when a ``torch.distributed`` process group is initialised (``torchr
 its share of each epoch through a DistributedSampler (``train.batch_size`` is the *global* batch, split evenly
 over the ranks), metrics are reduced over the ranks, and only rank 0 logs and writes the resume checkpoint.
 A training-time defense generates its examples on each rank's share with the bare (unwrapped) model.
+
+Precision: the victim's forward runs as the run's ``precision`` says (:mod:`advlab.victims.acceleration`);
+under fp16 the loss is scaled by a ``GradScaler`` (gradients unscaled before clipping; steps whose gradients
+overflowed are skipped). The scaler's state is not resumed: it re-calibrates within a few steps.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from advlab.loops.configs import TrainConfig  # noqa: F401
 from advlab.progress import track
 from advlab.resume import LoopState
 from advlab.tasks.base import Task
+from advlab.victims.acceleration import grad_scaler
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,7 @@ def fit(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     optimizer = make_optimizer(params, model)
+    scaler = grad_scaler(model, device)  # precision=fp16: loss scaling (a no-op otherwise)
     start_epoch = 0
     gen = torch.Generator().manual_seed(seed)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -112,7 +118,9 @@ def fit(
         model.train()
         epoch_seed = int(torch.randint(2**31, (1,), generator=gen))
         if world > 1:
-            loader = distributed.shard_loader(data.dataset("train"), params.batch_size // world, epoch_seed)
+            loader = distributed.shard_loader(
+                data.dataset("train"), params.batch_size // world, epoch_seed, **data.loader_options()
+            )
         else:
             loader = data.loader("train", params.batch_size, shuffle=True, seed=epoch_seed)
         meter = task.meter()
@@ -133,12 +141,15 @@ def fit(
                     f"(now {params.lr}) or set train.grad_clip"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            if params.grad_clip or params.grad_clip_value:
+                scaler.unscale_(optimizer)  # clip the true gradients
             if params.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
             if params.grad_clip_value:
                 torch.nn.utils.clip_grad_value_(model.parameters(), params.grad_clip_value)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             meter.add("loss", loss.detach().expand(x.shape[0]))
             task.update_metrics(meter, outputs.detach(), y)
         if world > 1:

@@ -24,8 +24,14 @@ from advlab.errors import AdvlabError
 from advlab.progress import track
 from advlab.resume import LoopState
 from advlab.utils import frozen
+from advlab.victims.acceleration import grad_scaler
 
 logger = logging.getLogger(__name__)
+
+
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """The running loss sum's dtype: float64 (as a Python float sum), float32 where the device has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @dataclasses.dataclass
@@ -72,12 +78,13 @@ def fit_universal(
         start_epoch, history = state.epoch, state.history
         gen.set_state(state.generator)
         logger.info(f"universal perturbation resumes at epoch {start_epoch}/{params.epochs}")
+    scaler = grad_scaler(model, device)  # precision=fp16: loss scaling (a no-op otherwise)
     with frozen(model):
         for epoch in range(start_epoch, params.epochs):
             loader = data.loader(
                 "train", params.batch_size, shuffle=True, seed=int(torch.randint(2**31, (1,), generator=gen))
             )
-            total, count, t0 = 0.0, 0, time.perf_counter()
+            total, count, t0 = torch.zeros((), dtype=sum_dtype(device), device=device), 0, time.perf_counter()
             bar = track(
                 loader,
                 f"{attack.registered_name} epoch {epoch + 1}/{params.epochs}",
@@ -96,16 +103,17 @@ def fit_universal(
                         f"lower attack.lr (now {params.lr})"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 if scheduler is not None:
                     scheduler.step()
                 attack.project()
-                total += loss.item() * x.shape[0]
+                total += loss.detach().to(total.dtype) * x.shape[0]  # on the device: no host sync per step
                 count += x.shape[0]
             stats = {
                 "universal/epoch": epoch + 1,
-                "universal/loss": total / max(count, 1),
+                "universal/loss": total.item() / max(count, 1),
                 "universal/epoch_time_s": time.perf_counter() - t0,
             }
             if epoch_end is not None:

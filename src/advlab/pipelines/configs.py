@@ -302,6 +302,45 @@ class SemanticAdvPipelineConfig(PipelineConfig):
         self.gan_train.validate(f"{key}.gan_train")
 
 
+LANDMARK_REFERENCES = ("auto", "ground_truth", "prediction")
+
+
+@dataclasses.dataclass
+class SemanticAdvLandmarksPipelineConfig(PipelineConfig):
+    """SemanticAdv on face landmark detection (section 4.3, appendix B, Table D)."""
+
+    generator: StarGANConfig = dataclasses.field(default_factory=StarGANConfig)
+    gan_train: GANTrainConfig = dataclasses.field(default_factory=GANTrainConfig)
+    goals: list[str] = dataclasses.field(default_factory=lambda: ["rotating_eyes", "out_of_region"])
+    num_images: int = 100  # test images attacked (each with every attribute of attack.attributes)
+    image_seed: int = 0
+    batch_size: int = 16  # source images per attack batch (x the number of attributes)
+    #: the landmarks the targets and the NME box come from: the dataset's annotations (ground_truth), the victim's
+    #: prediction on the source image (prediction), or auto (annotations when the dataset has them)
+    reference: str = "auto"
+    eval_images: int | None = 500  # test images for the victim's own NME to the annotations (null = all)
+    grid_examples: int = 6
+
+    def validate(self, key: str) -> None:
+        from advlab.tasks.configs import LANDMARK_GOALS
+
+        check(len(self.goals) >= 1, f"{key}.goals", "must list at least one goal")
+        bad = [g for g in self.goals if g not in LANDMARK_GOALS]
+        check(not bad, f"{key}.goals", f"{bad} are not goals; use {list(LANDMARK_GOALS)}")
+        check(len(set(self.goals)) == len(self.goals), f"{key}.goals", f"has duplicates ({self.goals})")
+        check(self.num_images >= 1, f"{key}.num_images", "must be >= 1")
+        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        check(
+            self.reference in LANDMARK_REFERENCES,
+            f"{key}.reference",
+            f"must be one of {LANDMARK_REFERENCES} (got '{self.reference}')",
+        )
+        check(self.eval_images is None or self.eval_images >= 1, f"{key}.eval_images", "must be >= 1 or null")
+        check(self.grid_examples >= 0, f"{key}.grid_examples", "must be >= 0")
+        self.generator.validate(f"{key}.generator")
+        self.gan_train.validate(f"{key}.gan_train")
+
+
 #: keys of a ``pipeline.transfer_victims`` node that belong to the pipeline, not to the victim: the target's id in
 #: the tables, its embedding size (``task.embedding_dim`` of the target) and its given thresholds (one per
 #: ``pipeline.fprs``, in the unit of ``pipeline.threshold_distance``; absent: chosen on its own dev pairs)
@@ -341,6 +380,9 @@ PIPELINES: Registry = Registry("pipeline", "pipeline")
 PIPELINES.declare("asl_par", "advlab.pipelines.asl_par", ASLPARPipelineConfig)
 PIPELINES.declare("robustness_suite", "advlab.pipelines.robustness_suite", RobustnessSuiteConfig)
 PIPELINES.declare("semantic_adv", "advlab.pipelines.semantic_adv", SemanticAdvPipelineConfig)
+PIPELINES.declare(
+    "semantic_adv_landmarks", "advlab.pipelines.semantic_adv_landmarks", SemanticAdvLandmarksPipelineConfig
+)
 PIPELINES.declare(
     "semantic_adv_street", "advlab.pipelines.semantic_adv_street", SemanticAdvStreetPipelineConfig
 )

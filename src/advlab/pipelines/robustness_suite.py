@@ -43,6 +43,7 @@ from omegaconf import OmegaConf
 
 from advlab.attacks.base import ATTACKS, NoAttack
 from advlab.data.cifar10c import GeneratedCorruptions, NpyCorruptions
+from advlab.data.configs import content_key
 from advlab.data.imagenet_c import ImageNetCFolders
 from advlab.errors import ConfigError
 from advlab.loops.evaluate import evaluate
@@ -114,8 +115,7 @@ class RobustnessSuite(Pipeline):
         x, y = _stack(data.dataset("test"))
         if c.num_examples is not None:
             x, y = x[: c.num_examples], y[: c.num_examples]
-        key = {"dataset": dataclasses.asdict(spec.dataset), "n": len(y)}
-        key["dataset"].pop("root", None)
+        key = {"dataset": content_key(spec.dataset), "n": len(y)}
         return GeneratedCorruptions(x, y, spec.cache_dir, key)
 
     @torch.no_grad()

@@ -35,7 +35,7 @@ x0, G(x0, c), G(x0, c_new) (Best), at ``fprs[0]``; ``_t<T>`` for every T-FPR); `
 ``defense/detector_clean`` / ``defense/detector_adv`` when the defense has a detector score, and for a 0/1 flag
 (``defense=ami``) ``defense/detection_rate`` (flagged share of the successful adversarial examples at the first
 G-FPR), ``defense/detection_rate_all`` (of all attacked ones), ``defense/false_positive_rate`` (clean sources).
-``results.json`` keeps the full tables under ``semantic_adv`` (read by ``scripts/semanticadv_tables.py``).
+``results.json`` keeps the full tables under ``semantic_adv`` (read by ``advlab-report --layout semanticadv``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import ATTACKS, Attack
 from advlab.attacks.semantic_adv import SemanticAdv, SemanticAdvConfig, flip_attributes
+from advlab.data.configs import content_key
 from advlab.data.faces import FaceAttributeData
 from advlab.errors import ConfigError
 from advlab.generators.stargan import (
@@ -175,8 +176,7 @@ def prepare_generator(
         load_generator_state(net, load_state_dict_file(gcfg.checkpoint), gcfg.checkpoint)
         gen = AttributeGenerator(net, feature_layer).to(spec.device).eval()
         return gen, {"source": "checkpoint", "path": gcfg.checkpoint}
-    dataset = dataclasses.asdict(spec.dataset)
-    dataset.pop("root", None)
+    dataset = content_key(spec.dataset)
     key_parts = {
         "format": GENERATOR_CACHE_FORMAT,
         "dataset": dataset,
@@ -633,7 +633,7 @@ def result_tables(
     thresholds: Thresholds,
     attr_names: list[str],
 ) -> dict[str, Any]:
-    """The full G-FPR x T-FPR tables kept in ``results.json`` (read by ``scripts/semanticadv_tables.py``)."""
+    """The full G-FPR x T-FPR tables kept in ``results.json`` (read by ``advlab-report --layout semanticadv``)."""
     pick = lambda k: {g: {t: s[k] for t, s in per.items()} for g, per in scores.items()}  # noqa: E731
     return {
         "fprs": list(thresholds.fprs),

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from advlab.attacks.semantic_adv import SemanticAdvConfig, optimise_interpolation
+from advlab.data.configs import content_key
 from advlab.errors import ConfigError
 from advlab.generators.label_map_manipulation import LabelMapGenerator, box_of, erase_box
 from advlab.loops.label_map_fit import fit_label_map_generator, load_split
@@ -113,8 +114,7 @@ def prepare_generator(
         state = load_weights_only(params.generator.checkpoint, "pipeline.generator.checkpoint")
         net.load_state_dict(state)
         return net.to(spec.device).eval(), {"source": "checkpoint", "path": params.generator.checkpoint}
-    dataset = dataclasses.asdict(spec.dataset)
-    dataset.pop("root", None)
+    dataset = content_key(spec.dataset)
     key_parts = {
         "format": GENERATOR_CACHE_FORMAT,
         "dataset": dataset,

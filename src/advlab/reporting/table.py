@@ -1,8 +1,9 @@
 """Table builder: turn a multirun folder (or any folder of runs) into a markdown + CSV table of the swept
 parameters against the metrics.
 
-    advlab-table multirun/2026-11-21/10-00-00 [--metrics clean/acc adv/acc] [--out DIR]
-    advlab-table multirun/... --layout jma     (a paper's layout: rows = attack + parameters)
+    advlab-report multirun/2026-11-21/10-00-00 --layout sweep [--metrics clean/acc adv/acc] [--out DIR]
+    advlab-report multirun/... --layout jma     (a paper's layout: rows = attack + parameters)
+    (advlab-table FOLDER [--layout jma] ... is the same command, sweep layout by default)
 
 Each run is a folder with ``results.json``; its swept parameters are read from Hydra's
 ``.hydra/overrides.yaml``. Writes ``table.md`` and ``table.csv`` into the folder (or ``--out``) and prints
@@ -11,11 +12,9 @@ the markdown.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,41 +121,3 @@ def to_csv(header: list[str], cells: list[list[str]]) -> str:
     writer.writerow(header)
     writer.writerows(cells)
     return buf.getvalue()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="advlab-table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="multirun folder (or any folder containing run folders)")
-    parser.add_argument("--metrics", nargs="+", default=None, help="metric keys to show (default: all)")
-    parser.add_argument("--all-params", action="store_true", help="show every override, not only swept ones")
-    parser.add_argument("--out", type=Path, default=None, help="where to write table.md/table.csv")
-    parser.add_argument(
-        "--layout",
-        choices=sorted(LAYOUTS),
-        default=None,
-        help="a paper's layout (jma: rows attack + parameters; columns ASR, bASR, MSE, SSIM, n_it, time)",
-    )
-    args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        print(f"advlab-table: '{args.folder}' is not a folder", file=sys.stderr)
-        return 2
-    rows = collect_runs(args.folder)
-    if not rows:
-        print(f"advlab-table: no results.json under '{args.folder}' (did the runs finish?)", file=sys.stderr)
-        return 1
-    if args.layout:
-        header, cells = build_layout_table(rows, args.layout)
-    else:
-        header, cells = build_table(rows, args.metrics, args.all_params)
-    md = to_markdown(header, cells)
-    out = args.out or args.folder
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(md)
-    (out / "table.csv").write_text(to_csv(header, cells))
-    print(md, end="")
-    print(f"\n[{len(rows)} runs] wrote {out / 'table.md'} and {out / 'table.csv'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,20 +3,20 @@ Table I of the EOT patch paper. Reads the ``transfer/<source>/<target>/adv/<metr
 ``transfer/<target>/clean/<metric>`` metrics of one transfer run, or of every run under a (multirun) folder,
 and writes ``<name>.md``, ``<name>.csv`` and a heatmap ``<name>.png``.
 
-    advlab-transfer-table RUN_OR_MULTIRUN_FOLDER [--metric mIoU] [--out DIR]
+    advlab-report RUN_OR_MULTIRUN_FOLDER --layout transfer [--metric mIoU] [--out DIR]
+    (advlab-transfer-table FOLDER ... is the same command)
 
 The diagonal is each model under its own patch; the ``clean`` row holds the targets' clean values.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from advlab.utils import atomic_write_bytes, atomic_write_text
 
 
 def matrix_from_metrics(
@@ -49,7 +49,9 @@ def render(sources, targets, adv, clean, metric: str) -> tuple[list[str], list[l
     return header, cells
 
 
-def heatmap(sources, targets, adv, clean, metric: str, path: Path) -> Path:
+def heatmap(sources, targets, adv, clean, metric: str, path: Path, paper_adv=None, paper_clean=None) -> Path:
+    """The matrix as a heatmap, each cell annotated with its value and, where given (``paper_adv``:
+    {(source, target): v}, ``paper_clean``: {target: v}, in the metric's own scale), the paper's below it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,11 +73,21 @@ def heatmap(sources, targets, adv, clean, metric: str, path: Path) -> Path:
     ax.set_ylabel("patch source")
     for i in range(len(rows)):
         for j in range(len(targets)):
-            if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", color="white", fontsize=8)
-    fig.colorbar(im, ax=ax, label=metric)
+            paper = (
+                (paper_clean or {}).get(targets[j])
+                if i == 0
+                else (paper_adv or {}).get((rows[i], targets[j]))
+            )
+            text = f"{values[i, j]:.3f}" if np.isfinite(values[i, j]) else "-"
+            if paper is not None:
+                text += f"\n(paper {paper:.4g})"
+            if np.isfinite(values[i, j]) or paper is not None:
+                ax.text(j, i, text, ha="center", va="center", color="white", fontsize=7)
+    fig.colorbar(im, ax=ax, label=f"{metric} (measured)")
+    if paper_adv or paper_clean:
+        ax.set_title("measured (paper's value in brackets)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
 
@@ -98,32 +110,9 @@ def write_matrix_rows(runs: list[dict[str, Any]], out: Path, metric: str, title:
     md = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     md += ["| " + " | ".join(row) + " |" for row in cells]
     files = {"md": out / f"{title}.md", "csv": out / f"{title}.csv", "png": out / f"{title}.png"}
-    files["md"].write_text("\n".join(md) + "\n")
+    atomic_write_text(files["md"], "\n".join(md) + "\n")
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *cells])
-    files["csv"].write_text(buf.getvalue())
+    atomic_write_text(files["csv"], buf.getvalue())
     heatmap(sources, targets, adv, clean, metric, files["png"])
     return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="advlab-transfer-table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="a transfer run folder, or a folder of them (multirun)")
-    parser.add_argument("--metric", default="mIoU")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the files (default: folder)")
-    args = parser.parse_args(argv)
-    runs = [
-        {"run": str(p.parent), "metrics": json.loads(p.read_text()).get("metrics", {})}
-        for p in sorted(args.folder.rglob("results.json"))
-    ]
-    files = write_matrix_rows(runs, args.out or args.folder, args.metric, "transfer_matrix")
-    if not files:
-        print(f"advlab-transfer-table: no transfer/... metrics under '{args.folder}'", file=sys.stderr)
-        return 1
-    print(files["md"].read_text(), end="")
-    print(f"\nwrote {files['md']}, {files['csv']} and {files['png']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -126,10 +126,81 @@ class VerificationConfig(ComponentConfig):
         check(0 < self.threshold <= 2, f"{key}.threshold", f"must be in (0, 2] (got {self.threshold})")
 
 
+LANDMARK_GOALS = ("rotating_eyes", "out_of_region")
+LANDMARK_OBJECTIVES = ("houdini", "mse", "ce")
+
+
+@dataclasses.dataclass
+class LandmarksConfig(ComponentConfig):
+    """Face landmark detection from heatmaps (:mod:`advlab.tasks.landmarks`)."""
+
+    #: not part of a trained victim's cache key (they only decide the attack's goal and objective)
+    eval_only_fields: ClassVar[tuple[str, ...]] = (
+        "goal", "objective", "houdini_score", "region_size", "success_nme", "success_r_out", "rotation_deg",
+    )  # fmt: skip
+    num_landmarks: int = 68
+    heatmap_sigma: float = 1.0  # std of the training heatmaps' Gaussians, in heatmap pixels
+    #: training loss: mse (FAN's: heatmap MSE to the Gaussians) | spatial_ce (cross-entropy of each heatmap's
+    #: softmax over its pixels against the normalised Gaussian: the same arg-max, converges in far fewer epochs)
+    train_loss: str = "mse"
+    goal: str = (
+        "rotating_eyes"  # rotating_eyes | out_of_region: the targeted attack (SemanticAdv section 4.3)
+    )
+    #: houdini (SemanticAdv Eq. 5) | mse (heatmap MSE to the target's Gaussians) | ce (each heatmap's softmax over
+    #: its pixels against the target's normalised Gaussian: the spatial_ce training loss aimed at the target)
+    objective: str = "houdini"
+    #: Houdini's score g(x, y_k): the heatmap value at y_k (heatmap; FAN's MSE-trained maps lie in [0, 1]), or the
+    #: value after rescaling each map to [0, 1] by its minimum and maximum (range; for maps trained as logits with
+    #: train_loss=spatial_ce, whose raw gaps are so large that the Gaussian tail's gradient vanishes)
+    houdini_score: str = "heatmap"
+    rotation_deg: float = (
+        90.0  # Rotating Eyes: counter-clockwise (as seen in the image) about the eyes' centre
+    )
+    region_size: float = 0.5  # Out of Region: side of the centred square box, as a fraction of the image side
+    success_nme: float = 0.05  # Rotating Eyes succeeds when NME(prediction, target) on the eyes is below this
+    success_r_out: float = 1.0  # Out of Region succeeds when this share of the landmarks is outside the box
+
+    def validate(self, key: str) -> None:
+        check(self.num_landmarks >= 1, f"{key}.num_landmarks", f"must be >= 1 (got {self.num_landmarks})")
+        check(self.heatmap_sigma > 0, f"{key}.heatmap_sigma", f"must be > 0 (got {self.heatmap_sigma})")
+        check(
+            self.train_loss in ("mse", "spatial_ce"),
+            f"{key}.train_loss",
+            f"must be mse or spatial_ce (got '{self.train_loss}')",
+        )
+        check(
+            self.houdini_score in ("heatmap", "range"),
+            f"{key}.houdini_score",
+            f"must be heatmap or range (got '{self.houdini_score}')",
+        )
+        check(
+            self.goal in LANDMARK_GOALS, f"{key}.goal", f"must be one of {LANDMARK_GOALS} (got '{self.goal}')"
+        )
+        check(
+            self.objective in LANDMARK_OBJECTIVES,
+            f"{key}.objective",
+            f"must be one of {LANDMARK_OBJECTIVES} (got '{self.objective}')",
+        )
+        check(0 < self.region_size < 1, f"{key}.region_size", f"must be in (0, 1) (got {self.region_size})")
+        check(self.success_nme > 0, f"{key}.success_nme", f"must be > 0 (got {self.success_nme})")
+        check(
+            0 < self.success_r_out <= 1,
+            f"{key}.success_r_out",
+            f"must be in (0, 1] (got {self.success_r_out})",
+        )
+        if self.goal == "rotating_eyes":
+            check(
+                self.num_landmarks == 68,
+                f"{key}.num_landmarks",
+                f"goal=rotating_eyes needs the 68-point layout (eyes = points 36-47), got {self.num_landmarks}",
+            )
+
+
 TASKS: Registry = Registry("task", "task")
 #: name -> (implementing module, config): the implementation is imported on first use
 TASKS.declare("classification", "advlab.tasks.classification", TargetFileConfig)
 TASKS.declare("ecoc", "advlab.tasks.ecoc", ECOCConfig)
+TASKS.declare("landmarks", "advlab.tasks.landmarks", LandmarksConfig)
 TASKS.declare("multilabel", "advlab.tasks.multilabel", MultiLabelConfig)
 TASKS.declare("par", "advlab.tasks.par", PARTaskConfig)
 TASKS.declare("segmentation", "advlab.tasks.segmentation", SegmentationConfig)
@@ -140,6 +211,7 @@ TASKS.declare("verification", "advlab.tasks.verification", VerificationConfig)
 LABEL_KIND = {
     "classification": "class",
     "ecoc": "class",
+    "landmarks": "landmarks",
     "multilabel": "multi-hot",
     "par": "multi-hot",
     "segmentation": "mask",

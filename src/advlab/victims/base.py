@@ -19,7 +19,18 @@ from advlab.victims.configs import VICTIMS, VictimConfig  # noqa: F401
 
 class Victim(nn.Module):
     """``forward(x in [0,1], **kw) = net((x - mean) / std, **kw)`` (keyword arguments go to the network, e.g. a
-    defense's text prompts for PromptPAR)."""
+    defense's text prompts for PromptPAR).
+
+    Calling a victim runs its ``forward`` as configured by the run's ``precision`` / ``channels_last`` /
+    ``compile`` (:mod:`advlab.victims.acceleration`); by default it is nn.Module's call, unchanged."""
+
+    #: set by :func:`advlab.victims.acceleration.accelerate`; None: the plain nn.Module call
+    _acceleration: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._acceleration is None:
+            return super().__call__(*args, **kwargs)
+        return self._acceleration(self, super().__call__, args, kwargs)
 
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()

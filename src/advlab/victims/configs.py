@@ -37,6 +37,44 @@ MMSEG_MODELS: dict[str, str] = {
 }
 
 
+#: ``precision``: the dtype the victim's forward runs in under autocast (fp32: no autocast)
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``compile``: torch.compile modes for the victim (false: eager)
+COMPILE_MODES = ("default", "max-autotune")
+
+
+@dataclasses.dataclass(frozen=True)
+class Acceleration:
+    """How a victim's forward runs: the top-level keys ``precision``, ``channels_last`` and ``compile`` (see
+    :mod:`advlab.victims.acceleration`). The default runs the victim exactly as built (fp32, eager)."""
+
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast dtype of the victim's forward
+    channels_last: bool = False  # victim weights and its 4-D inputs in torch.channels_last memory format
+    compile: str | None = None  # None (false) | default | max-autotune: torch.compile mode of the victim
+
+    @property
+    def is_default(self) -> bool:
+        return self.precision == "fp32" and not self.channels_last and self.compile is None
+
+    @classmethod
+    def parse(cls, precision: Any, channels_last: Any, compile: Any) -> Acceleration:
+        """From the config values; one ConfigError naming every bad key, its value and the choices."""
+        errors = []
+        if precision not in PRECISIONS:
+            errors.append(f"precision: must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        if not isinstance(channels_last, bool):
+            errors.append(f"channels_last: must be true or false (got {channels_last!r})")
+        if compile is False or compile is None:
+            compile = None
+        elif compile not in COMPILE_MODES:
+            errors.append(
+                f"compile: must be false, {' or '.join(COMPILE_MODES)} (got {compile!r}); e.g. compile=default"
+            )
+        if errors:
+            raise ConfigError(*errors)
+        return cls(precision, channels_last, compile)
+
+
 @dataclasses.dataclass
 class VictimConfig(ComponentConfig):
     checkpoint: str | None = None  # a state_dict file; loaded with weights_only=True
@@ -52,6 +90,40 @@ class CLIPMLPConfig(VictimConfig):
 
     def validate(self, key: str) -> None:
         check(self.hidden >= 1, f"{key}.hidden", f"must be >= 1 (got {self.hidden})")
+
+
+@dataclasses.dataclass
+class FANConfig(VictimConfig):
+    """Face Alignment Network (Bulat & Tzimiropoulos 2017, :mod:`advlab.victims.fan`); defaults: 2DFAN-4."""
+
+    num_modules: int = 4  # stacked hour-glasses (2DFAN-4)
+    hg_depth: int = 4  # down-sampling levels of each hour-glass
+    features: int = 256  # channels inside the hour-glasses (the stem has features/4 and features/2)
+    #: 2: the published stem (stride-2 7x7 convolution, then a 2x average pool: heatmaps at 1/4 of the input);
+    #: 1: a stride-1 convolution (heatmaps at 1/2), for small embedded images
+    stem_stride: int = 2
+    input_size: int | None = 256  # the victim resizes its input to this square size (None: as given)
+    mean: list[float] = dataclasses.field(
+        default_factory=lambda: [0.0, 0.0, 0.0]
+    )  # the package feeds x / 255
+    std: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+    def validate(self, key: str) -> None:
+        check(self.num_modules >= 1, f"{key}.num_modules", f"must be >= 1 (got {self.num_modules})")
+        check(self.hg_depth >= 1, f"{key}.hg_depth", f"must be >= 1 (got {self.hg_depth})")
+        check(
+            self.features >= 8 and self.features % 8 == 0,
+            f"{key}.features",
+            f"must be a multiple of 8 (ConvBlock halves and quarters it), got {self.features}",
+        )
+        check(self.stem_stride in (1, 2), f"{key}.stem_stride", f"must be 1 or 2 (got {self.stem_stride})")
+        if self.input_size is not None:
+            down = 2 * self.stem_stride * 2**self.hg_depth
+            check(
+                self.input_size % down == 0,
+                f"{key}.input_size",
+                f"must be divisible by {down} (stem x 2^hg_depth), got {self.input_size}",
+            )
 
 
 @dataclasses.dataclass
@@ -394,6 +466,7 @@ VICTIMS: Registry = Registry("victim", "victim")
 VICTIMS.declare("alexnet_cifar", "advlab.victims.alexnet_cifar", AlexNetCifarConfig)
 VICTIMS.declare("clip_mlp", "advlab.victims.clip_mlp", CLIPMLPConfig)
 VICTIMS.declare("drn_d_22", "advlab.victims.drn", DRNConfig)
+VICTIMS.declare("fan", "advlab.victims.fan", FANConfig)
 VICTIMS.declare("face_resnet101", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare("face_resnet50", "advlab.victims.face_resnet", FaceResNetConfig)
 VICTIMS.declare(

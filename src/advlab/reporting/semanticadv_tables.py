@@ -1,6 +1,6 @@
-"""SemanticAdv tables from run folders (``pipeline=semantic_adv``):
+"""SemanticAdv tables from run folders (``pipeline=semantic_adv``), ``advlab-report --layout semanticadv``:
 
-    python scripts/semanticadv_tables.py RUNS_FOLDER [--out DIR]
+    advlab-report RUNS_FOLDER --layout semanticadv [--out DIR]
 
 Reads every ``results.json`` under the folder and writes
 
@@ -15,11 +15,12 @@ Reads every ``results.json`` under the folder and writes
 
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import json
-import sys
 from pathlib import Path
+
+from advlab.utils import atomic_write_bytes, atomic_write_text
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -72,7 +73,7 @@ def figure3(run: dict, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(run_label(run), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
     return path
 
@@ -210,45 +211,38 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folder", type=Path)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    runs = load_runs(args.folder)
+def write(root: Path, out: Path) -> str | None:
+    """Write Figure 3 per run and the tables into ``out``; return the markdown (None: no such run)."""
+    runs = load_runs(root)
     if not runs:
-        print(f"no pipeline=semantic_adv results.json under {args.folder}", file=sys.stderr)
-        return 1
-    out = args.out or args.folder
+        return None
     out.mkdir(parents=True, exist_ok=True)
+    printed = []
     for r in runs:
         if r["semantic_adv"]["attack"] == "semantic_adv":
             p = figure3(r, out / f"semanticadv_fig3_{r['_run'].replace('/', '_')}.png")
-            print(f"wrote {p}")
+            printed.append(f"wrote {p}")
     header, rows = asr_rows(runs)
     md = markdown(header, rows)
-    (out / "semanticadv_asr.md").write_text(md)
+    atomic_write_text(out / "semanticadv_asr.md", md)
     write_csv(out / "semanticadv_asr.csv", header, rows)
-    print(md)
+    printed.append(md)
     header, rows = table_c(runs)
     md = markdown(header, rows)
-    (out / "semanticadv_table_c.md").write_text(md)
+    atomic_write_text(out / "semanticadv_table_c.md", md)
     write_csv(out / "semanticadv_table_c.csv", header, rows)
-    print(md)
+    printed.append(md)
     parts = []
     for tag, header, rows in transfer_tables(runs):
         parts.append(markdown(header, rows))
         write_csv(out / f"semanticadv_transfer_{tag}.csv", header, rows)
-    (out / "semanticadv_transfer.md").write_text("\n".join(parts))
-    print("\n".join(parts))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    atomic_write_text(out / "semanticadv_transfer.md", "\n".join(parts))
+    printed.append("\n".join(parts))
+    return "\n".join(printed)

@@ -1,18 +1,18 @@
-"""ASL-PAR tables: every run under a folder (a single run, a multirun sweep, several experiments) as the
-paper's rows — clean, attacked and (with the defense) defended — against mA / Acc / Prec / Recall / F1 (in %).
+"""ASL-PAR tables (``advlab-report --layout asl_par``): every run under a folder (a single run, a multirun
+sweep, several experiments) as the paper's rows — clean, attacked and (with the defense) defended — against
+mA / Acc / Prec / Recall / F1 (in %).
 
-    python scripts/table_asl_par.py multirun/2026-11-21/10-00-00 [--out DIR]
+    advlab-report multirun/2026-11-21/10-00-00 --layout asl_par [--out DIR]
 
 Writes ``asl_par_table.md`` and ``asl_par_table.csv`` into the folder (or ``--out``) and prints the markdown.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from advlab.reporting.table import collect_runs, to_csv, to_markdown
+from advlab.utils import atomic_write_text
 
 PHASES = [
     ("clean", "clean"),
@@ -46,25 +46,12 @@ def asl_par_rows(root: Path) -> tuple[list[str], list[list[str]]]:
     return header, cells
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    header, cells = asl_par_rows(args.root)
+def write(root: Path, out: Path) -> str | None:
+    """Write the table into ``out``; return its markdown (None: no ASL-PAR run under ``root``)."""
+    header, cells = asl_par_rows(root)
     if not cells:
-        print(f"no ASL-PAR results (results.json with clean/mA) under {args.root}", file=sys.stderr)
-        return 1
-    out = args.out or args.root
-    out.mkdir(parents=True, exist_ok=True)
+        return None
     md = to_markdown(header, cells)
-    (out / "asl_par_table.md").write_text(md)
-    (out / "asl_par_table.csv").write_text(to_csv(header, cells))
-    print(md)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    atomic_write_text(out / "asl_par_table.md", md)
+    atomic_write_text(out / "asl_par_table.csv", to_csv(header, cells))
+    return md
