@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 from oracle_helpers import tiny_victim
+from torch import nn
 
 from advlab.attacks.base import ATTACKS
 
@@ -166,6 +167,60 @@ def test_stadv_matches_the_authors_code_and_stays_within_its_bound(rgb_victim):
     assert 0 < asr(theirs) < 1  # the comparison is not trivial
     assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
     assert (ours - theirs).abs().max() < 0.05  # the same images, up to float rounding in the optimiser path
+
+
+class _MidRange(nn.Module):
+    """The victim on images squeezed into [0.375, 0.625] (``lo + span * x``): it sees what the victim sees on
+    ``x``, and JPEG perturbations of these images are not clipped, so the re-encoded bound is exact."""
+
+    lo, span = 0.375, 0.25
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z):
+        return self.model((z - self.lo) / self.span)
+
+
+def test_jpeg_linf_matches_the_authors_code_and_moves_each_coefficient_by_half_eps(rgb_digits, monkeypatch):
+    """The UAR authors' JPEGAttack (advex_uar 0.0.6.dev0, run on the CPU) called as PAT's JPEGLinfAttack calls
+    it (``eps_max`` = PAT's bound, step bound/sqrt(iterations), pixels 0-255 through their AttackWrapper and
+    PAT's UARModel) and advlab's jpeg_linf, same eps, steps and step size, on 16 px images (their 4:2:0 code
+    needs sides divisible by 16). The bound as the authors define it: every quantised coefficient (Y, and
+    Cb/Cr after 4:2:0), re-encoded with their encoder, moves by at most eps/2 quantisation steps."""
+    from oracle_helpers import stub_perceptual_advex_imports, uar_jpeg_steps, uar_on_cpu
+
+    pytest.importorskip("advex_uar", reason="the oracle extra (make install) provides advex_uar")
+    uar_on_cpu(monkeypatch)
+    stub_perceptual_advex_imports()
+    pa = pytest.importorskip("perceptual_advex.attacks")
+    from advex_uar.attacks.jpeg_attack import JPEGAttack
+    from perceptual_advex.utilities import LambdaLayer
+
+    model, task, x, y = rgb_digits
+    model, x, y = _MidRange(model).eval(), _MidRange.lo + _MidRange.span * x[:N], y[:N]
+    eps, steps = 0.125, 10
+    torch.manual_seed(0)
+    authors = JPEGAttack(steps, eps, eps / steps**0.5, x.shape[-1], scale_each=1, opt="linf")
+    authors.transform, authors.inverse_transform = (
+        LambdaLayer(lambda z: z / 255),
+        LambdaLayer(lambda z: z * 255),
+    )
+    theirs = authors(pa.UARModel(model), x, y, scale_eps=False, avoid_target=True).detach()
+    ours = ATTACKS.create("jpeg_linf", task, eps=eps, steps=steps)(model, x, y)
+    for x_adv in (ours, theirs):
+        assert x_adv.min() > 0 and x_adv.max() < 1  # nothing clipped: the re-encoding measures the change
+    moved_ours, moved_theirs = uar_jpeg_steps(x, ours), uar_jpeg_steps(x, theirs)
+    # eps / 2 quantisation steps per coefficient in both (advlab's eps is the authors' eps_max), reached
+    for moved in (moved_ours, moved_theirs):
+        assert 0.9 * eps / 2 < moved.max() <= eps / 2 + 1e-4
+    assert abs(float(moved_ours.mean() - moved_theirs.mean())) < 0.02 * eps / 2
+    at_bound = lambda moved: float((moved > 0.9 * eps / 2).float().mean())  # noqa: E731
+    assert abs(at_bound(moved_ours) - at_bound(moved_theirs)) < 0.02
+    asr = lambda xa: float((~robust(model, xa, y)).float().mean())  # noqa: E731
+    assert 0 < asr(theirs) < 1  # the comparison is not trivial
+    assert abs(asr(ours) - asr(theirs)) <= 0.05 + 1e-9
 
 
 # MI-FGSM and DI-FGSM are deterministic with the diversity off: the same images, not only the same outcome.
