@@ -35,6 +35,7 @@ NEEDS_OWN_VICTIM = {
     "semantic_adv": "a StarGAN generator and a face verifier (tests/pipelines/test_semanticadv.py)",
     "semantic_adv_synth": "a StarGAN generator and a face verifier (tests/pipelines/test_semanticadv.py)",
     "semantic_adv_street": "a label-map generator and a segmentation victim (tests/pipelines/test_semanticadv_street.py)",
+    "semantic_adv_landmarks": "a StarGAN generator and a landmark victim (tests/pipelines/test_semanticadv_landmarks.py)",
     "sema_ml_nuswide": "NUS-WIDE's 81 concept names for its label graph (tests/attacks/test_jma_sema.py)",
 }
 
