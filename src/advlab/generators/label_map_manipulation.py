@@ -31,22 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.generators.stargan import InstanceNorm
-
-
-class ResBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            InstanceNorm(channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            InstanceNorm(channels),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.main(x)
+from advlab.generators.stargan import InstanceNorm, ResidualBlock
 
 
 def down_channels(base: int, feature: int, n_down: int) -> list[int]:
@@ -81,8 +66,8 @@ class LabelMapGenerator(nn.Module):
                 InstanceNorm(ch[i + 1]),
                 nn.ReLU(inplace=True),
             ]
-        enc += [ResBlock(ch[-1]) for _ in range(n_res)]
-        dec: list[nn.Module] = [ResBlock(ch[-1]) for _ in range(n_res)]
+        enc += [ResidualBlock(ch[-1]) for _ in range(n_res)]
+        dec: list[nn.Module] = [ResidualBlock(ch[-1]) for _ in range(n_res)]
         for i in range(n_down, 0, -1):
             dec += [
                 nn.ConvTranspose2d(ch[i], ch[i - 1], 3, 2, 1, output_padding=1, bias=False),
