@@ -15,7 +15,6 @@ Everything is seeded by ``dataset.split_seed``; train and test scenes come from 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from advlab.data.base import DATASETS, DataModule
-from advlab.data.configs import DigitsStreetConfig  # noqa: F401
+from advlab.data.configs import DigitsStreetConfig, content_key  # noqa: F401
 from advlab.data.info import DataInfo
 
 CLASS_NAMES = ["background", "road", "person", "car", "cyclist"]
@@ -121,9 +120,7 @@ class DigitsStreet(DataModule):
     Config = DigitsStreetConfig
 
     def _tensors(self):
-        fields = dataclasses.asdict(self.params)
-        fields.pop("root", None)
-        return _load_cached(tuple(sorted(fields.items())))
+        return _load_cached(tuple(sorted(content_key(self.params).items())))
 
     @functools.cached_property
     def info(self) -> DataInfo:
