@@ -94,6 +94,23 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
     return obj
 
 
+def published_layout_mismatch(
+    own: dict[str, Tensor], state: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], str]:
+    """``state`` with absent batch-norm ``num_batches_tracked`` counters filled with 0 (files written before
+    torch had them lack them; unused in eval), and ``""`` when its keys and shapes are exactly ``own``'s, else
+    ``"missing [...], unexpected [...], shapes [...]"`` for the loader's error (every file key must be used)."""
+    counters = {k: torch.zeros((), dtype=torch.long) for k in own if k.endswith("num_batches_tracked")}
+    state = {**counters, **state}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]  # fmt: skip
+    if not (missing or unexpected or shape):
+        return state, ""
+    return state, f"missing {missing[:3]}, unexpected {unexpected[:3]}, shapes {shape[:2]}"
+
+
 def load_victim_weights(victim: Victim, state: dict[str, Tensor], source: str) -> None:
     """Load a state_dict of the wrapper (``net.*`` keys) or of the bare network; explain any mismatch."""
     if not any(k.startswith("net.") for k in state):

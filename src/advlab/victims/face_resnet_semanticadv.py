@@ -28,7 +28,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_weights_only
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_weights_only, published_layout_mismatch
 from advlab.victims.configs import FaceResNet101SemanticAdvConfig  # noqa: F401
 
 #: the released model's input size and embedding size (fixed by its fc layer)
@@ -90,16 +90,10 @@ def check_released_weights(state: dict[str, Tensor], source: str) -> dict[str, T
     meta device, no memory): every file key must be used; absent batch-norm counters are filled with 0."""
     with torch.device("meta"):
         own = SemanticAdvResNet().state_dict()
-    counters = {k: torch.zeros((), dtype=torch.long) for k in own if k.endswith("num_batches_tracked")}
-    state = {**counters, **state}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]  # fmt: skip
-    if missing or unexpected or shape:
+    state, mismatch = published_layout_mismatch(own, state)
+    if mismatch:
         raise CheckpointError(
-            f"victim.checkpoint: '{source}' is not the released ResNet-101 face model (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, shapes {shape[:2]})"
+            f"victim.checkpoint: '{source}' is not the released ResNet-101 face model ({mismatch})"
         )
     return state
 

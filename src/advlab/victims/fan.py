@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from advlab.data.info import DataInfo
 from advlab.errors import CheckpointError, ConfigError
-from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_weights_only
+from advlab.victims.base import VICTIMS, Victim, VictimBuilder, load_weights_only, published_layout_mismatch
 from advlab.victims.configs import FANConfig  # noqa: F401
 
 WHERE = (
@@ -192,18 +192,11 @@ def read_fan_file(path: str | os.PathLike) -> dict[str, Tensor]:
 def check_fan_weights(net: FAN, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """``state`` checked key by key and shape by shape against ``net``: every file key must be used and every
     parameter present; absent batch-norm counters are filled with 0."""
-    own = net.state_dict()
-    counters = {k: torch.zeros((), dtype=torch.long) for k in own if k.endswith("num_batches_tracked")}
-    state = {**counters, **state}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]  # fmt: skip
-    if missing or unexpected or shape:
+    state, mismatch = published_layout_mismatch(net.state_dict(), state)
+    if mismatch:
         raise CheckpointError(
-            f"victim.checkpoint: '{source}' does not fit victim=fan with num_modules={net.num_modules} (missing "
-            f"{missing[:3]}, unexpected {unexpected[:3]}, shapes {shape[:2]}); the published 2DFAN-4 needs "
-            "num_modules=4, features=256, hg_depth=4, stem_stride=2"
+            f"victim.checkpoint: '{source}' does not fit victim=fan with num_modules={net.num_modules} ({mismatch}); "
+            "the published 2DFAN-4 needs num_modules=4, features=256, hg_depth=4, stem_stride=2"
         )
     return state
 
