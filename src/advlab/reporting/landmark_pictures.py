@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import Tensor
 
+from advlab.reporting.pictures import save_image_rows
+
 #: one row of a landmark grid: label, images [k, C, H, W], predicted points [k, N, 2] or None, targets or None
 LandmarkRow = tuple[str, Tensor, Tensor | None, Tensor | None]
 
@@ -21,41 +23,24 @@ def save_landmark_rows(
     """A grid, one labelled row per :data:`LandmarkRow`; columns titled by ``(text, colour)``; ``box``
     ``(x0, y0, x1, y1)`` drawn on every image. Points are in pixel coordinates (pixel ``i`` covers
     ``[i, i + 1)``; matplotlib centres pixel ``i`` at ``i``, hence the 0.5 shift)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    k = rows[0][1].shape[0]
-    fig, axes = plt.subplots(len(rows), k, figsize=(1.8 * k, 1.9 * len(rows)), squeeze=False)
-    for r, (label, imgs, points, targets) in enumerate(rows):
-        for j in range(k):
-            ax = axes[r, j]
-            ax.imshow(imgs[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-            if box is not None:
-                ax.add_patch(
-                    Rectangle((box[0] - 0.5, box[1] - 0.5), box[2] - box[0], box[3] - box[1], fill=False,
-                              edgecolor="yellow", linewidth=0.6, linestyle="--")
-                )  # fmt: skip
-            if targets is not None:
-                t = targets[j].detach().cpu() - 0.5
-                ax.scatter(t[:, 0], t[:, 1], s=4, marker="x", c="red", linewidths=0.5)
-            if points is not None:
-                p = points[j].detach().cpu() - 0.5
-                ax.scatter(p[:, 0], p[:, 1], s=2, c="cyan")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7)
-            if r == 0:
-                text, colour = titles[j]
-                ax.set_title(text, fontsize=5.5, color=colour)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    def decorate(ax: Any, r: int, j: int) -> None:
+        _, _, points, targets = rows[r]
+        if box is not None:
+            ax.add_patch(
+                Rectangle((box[0] - 0.5, box[1] - 0.5), box[2] - box[0], box[3] - box[1], fill=False,
+                          edgecolor="yellow", linewidth=0.6, linestyle="--")
+            )  # fmt: skip
+        if targets is not None:
+            t = targets[j].detach().cpu() - 0.5
+            ax.scatter(t[:, 0], t[:, 1], s=4, marker="x", c="red", linewidths=0.5)
+        if points is not None:
+            p = points[j].detach().cpu() - 0.5
+            ax.scatter(p[:, 0], p[:, 1], s=2, c="cyan")
+
+    images = [(label, imgs) for label, imgs, _, _ in rows]
+    return save_image_rows(images, titles, path, decorate=decorate, cell=(1.8, 1.9), dpi=120)
 
 
 def save_landmark_examples(examples: Any, task: Any, path: Path) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,20 +69,30 @@ def save_example_grid(examples: Examples, class_names: list[str], path: Path) ->
     return path
 
 
-def save_image_rows(rows: list[tuple[str, Tensor]], titles: list[tuple[str, str]], path: Path) -> Path:
+def save_image_rows(
+    rows: list[tuple[str, Tensor]],
+    titles: list[tuple[str, str]],
+    path: Path,
+    decorate: Callable[[Any, int, int], None] | None = None,
+    cell: tuple[float, float] = (1.6, 1.7),
+    dpi: int = 110,
+) -> Path:
     """A grid of images, one labelled row per ``(label, images [k, C, H, W])``, the columns titled by
-    ``(text, colour)`` (e.g. SemanticAdv's source / edited / adversarial rows, successes in green)."""
+    ``(text, colour)`` (e.g. SemanticAdv's source / edited / adversarial rows, successes in green);
+    ``decorate(ax, row, column)`` draws on each image (landmarks, boxes); ``cell`` is one image's size in inches."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = rows[0][1].shape[0]
-    fig, axes = plt.subplots(len(rows), k, figsize=(1.6 * k, 1.7 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), k, figsize=(cell[0] * k, cell[1] * len(rows)), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for j in range(k):
             ax = axes[r, j]
             ax.imshow(imgs[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+            if decorate is not None:
+                decorate(ax, r, j)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
@@ -90,7 +102,7 @@ def save_image_rows(rows: list[tuple[str, Tensor]], titles: list[tuple[str, str]
                 ax.set_title(text, fontsize=5.5, color=colour)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
